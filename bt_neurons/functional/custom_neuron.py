@@ -1,0 +1,149 @@
+r"""The CustomNeuron as pure functions: the approximation neuron of the paper.
+
+BrainTransformers (arXiv 2410.14687) sections 2.5.1 and 2.8.1, eq. 14, for step
+``t`` since the last reset:
+
+.. math::
+
+    H_t = \lambda V_{t-1} + X_t \qquad
+    \theta_t = \theta_{base} + \alpha t + \delta_t
+
+    P_t = [H_t \ge \theta_t] \qquad N_t = [H_t \le -\theta_t] \qquad
+    S_t = P_t - N_t \in \{-1, 0, +1\}
+
+    O_t = A^+_t P_t - A^-_t N_t \qquad
+    V_t = H_t - \theta_t S_t \ \text{(reset)} \quad\text{or}\quad V_t = H_t \ \text{(no reset)}
+
+``O_t`` is the neuron's output: a positive spike carries amplitude
+:math:`A^+_t`, a negative spike carries :math:`-A^-_t` (both amplitudes are
+positive by default, so the output has the sign of the input). The per-step
+threshold offsets :math:`\delta_t` and per-step amplitudes are optional (the
+few-spike neuron idea, Stoeckl & Maass 2021); without them :math:`\delta_t = 0`
+and :math:`A^\pm_t = A^\pm`.
+
+Under a constant input the total output :math:`\sum_t O_t` is a staircase in
+``x``; :mod:`bt_neurons.functional.staircase` finds its breakpoints so that the
+count path can evaluate it by a sorted search.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .eiif import SpikeFn
+
+__all__ = [
+    "custom_neuron_thresholds",
+    "custom_neuron_step",
+    "custom_neuron_multi_step",
+]
+
+
+def custom_neuron_thresholds(
+    T: int,
+    theta_base: Tensor,
+    alpha: Tensor,
+    offsets: Tensor | None = None,
+    *,
+    start: int = 0,
+) -> Tensor:
+    r"""Thresholds :math:`\theta_t = \theta_{base} + \alpha t (+ \delta_t)`.
+
+    Args:
+        T: number of steps.
+        theta_base: base threshold, shape ``[]`` or ``[P]`` for ``P`` neurons.
+        alpha: threshold increase per step, broadcastable to ``theta_base``.
+        offsets: optional per-step offsets :math:`\delta`, shape ``[T_max]``
+            or ``[P, T_max]``; steps ``start .. start+T-1`` are used.
+        start: index of the first step since the last reset.
+
+    Returns:
+        Shape ``[*P, T]``, in the dtype of ``theta_base``.
+    """
+    t = torch.arange(start, start + T, dtype=theta_base.dtype, device=theta_base.device)
+    thr = theta_base.unsqueeze(-1) + alpha.unsqueeze(-1) * t
+    if offsets is not None:
+        thr = thr + offsets[..., start : start + T]
+    return thr
+
+
+def custom_neuron_step(
+    x: Tensor,
+    v: Tensor,
+    theta: Tensor,
+    lam: Tensor,
+    amp_pos: Tensor,
+    amp_neg: Tensor,
+    spike_fn: SpikeFn,
+    *,
+    reset: bool = True,
+    detach_reset: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""One CustomNeuron step.
+
+    Args:
+        x: input :math:`X_t`, shape ``[N, *]`` (compute dtype).
+        v: membrane :math:`V_{t-1}`, broadcastable to ``x``.
+        theta: :math:`\theta_t`, broadcastable to ``x``.
+        lam: decay :math:`\lambda`, broadcastable to ``x``.
+        amp_pos, amp_neg: :math:`A^+_t, A^-_t`, broadcastable to ``x``.
+        spike_fn: Heaviside with surrogate gradient (fires on ``u >= 0``).
+        reset: subtract :math:`\theta_t S_t` after a spike (eq. 14).
+        detach_reset: cut the gradient through the reset.
+
+    Returns:
+        ``(output, spike, v_next)``, each shaped like ``x``; ``spike`` in {-1, 0, +1}.
+    """
+    h = lam * v + x
+    pos = spike_fn(h - theta)
+    neg = spike_fn(-h - theta)
+    spike = pos - neg
+    out = amp_pos * pos - amp_neg * neg
+    if reset:
+        s = spike.detach() if detach_reset else spike
+        h = h - theta * s
+    return out, spike, h
+
+
+def custom_neuron_multi_step(
+    x_seq: Tensor,
+    v: Tensor,
+    thresholds: Tensor,
+    lam: Tensor,
+    amp_pos: Tensor,
+    amp_neg: Tensor,
+    spike_fn: SpikeFn,
+    *,
+    reset: bool = True,
+    detach_reset: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Run a CustomNeuron over a sequence.
+
+    Args:
+        x_seq: inputs, shape ``[T, N, *]`` (compute dtype).
+        v: initial membrane, broadcastable to ``x_seq[0]``.
+        thresholds: shape ``[T]`` (one threshold per step).
+        lam: decay (0-d).
+        amp_pos, amp_neg: amplitudes, shape ``[T]``.
+        spike_fn, reset, detach_reset: as in :func:`custom_neuron_step`.
+
+    Returns:
+        ``(out_seq, spike_seq, v_last)`` with shapes ``[T, N, *]``, ``[T, N, *]``, ``[N, *]``.
+    """
+    outs, spikes = [], []
+    for t in range(x_seq.shape[0]):
+        out, spike, v = custom_neuron_step(
+            x_seq[t],
+            v,
+            thresholds[t],
+            lam,
+            amp_pos[t],
+            amp_neg[t],
+            spike_fn,
+            reset=reset,
+            detach_reset=detach_reset,
+        )
+        outs.append(out)
+        spikes.append(spike)
+    return torch.stack(outs), torch.stack(spikes), v

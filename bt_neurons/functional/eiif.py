@@ -1,0 +1,252 @@
+r"""The EI_IF neuron as pure functions: tensors in, tensors out.
+
+The excitatory-inhibitory integrate-and-fire neuron of BrainTransformers
+(arXiv 2410.14687, section 2.1, eq. 1), for step ``t`` counted from the last
+reset (``t = 0, 1, ...``):
+
+.. math::
+
+    H_t = V_{t-1} + X_t \qquad
+    \theta_t = \theta_0 + \alpha t \qquad
+    S_t = \begin{cases} +1 & H_t \ge \theta_t \\ -1 & H_t \le -\theta_t \\
+    0 & \text{otherwise} \end{cases}
+
+    V_t = (1 - r)\,H_t \quad\text{(paper, ``soft_reset=False``)} \qquad
+    V_t = (1 - r)\,(H_t - \theta_t S_t) \quad\text{(``soft_reset=True``)}
+
+With ``r = 1`` the membrane is emptied after every step, so under a constant
+input ``x`` the neuron fires at every step ``t`` with ``|x| >= theta_t``. Its
+spike count over ``T`` steps is therefore a closed form of ``x``
+(:func:`eiif_count`); for the defaults ``theta_0 = 0.5, alpha = 1`` it is
+``round(x)`` with halves rounded away from zero, clipped to ``[-T, T]``.
+
+Firing is inclusive (``>=``), as in SpikingJelly. Dynamics run in float32 for
+half-precision inputs and in float64 for float64 inputs (see
+:func:`bt_neurons._checks.compute_dtype`); thresholds are always produced by
+:func:`eiif_thresholds`, so the spike path and the count path compare exactly
+the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SpikeFn",
+    "eiif_thresholds",
+    "eiif_step",
+    "eiif_multi_step",
+    "eiif_count",
+    "eiif_spikes_from_counts",
+]
+
+#: A Heaviside step ``u -> (u >= 0)`` whose backward is a surrogate gradient,
+#: e.g. ``spikingjelly.activation_based.surrogate.Sigmoid()``.
+SpikeFn = Callable[[Tensor], Tensor]
+
+
+def _scalar(value: float | Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
+    if isinstance(value, Tensor):
+        return value.to(dtype=dtype, device=device)
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+def eiif_thresholds(
+    T: int,
+    theta_0: float | Tensor,
+    alpha: float | Tensor,
+    *,
+    start: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    r"""Thresholds :math:`\theta_t = \theta_0 + \alpha t` for ``t = start .. start+T-1``.
+
+    Args:
+        T: number of steps (>= 1).
+        theta_0: base threshold (0-d tensor or float; differentiable if a tensor).
+        alpha: threshold increase per step.
+        start: index of the first step since the last reset.
+        dtype: dtype of the result (the compute dtype of the dynamics).
+        device: device of the result.
+
+    Returns:
+        Tensor of shape ``[T]``.
+    """
+    device = torch.device(device) if device is not None else None
+    t = torch.arange(start, start + T, dtype=dtype, device=device)
+    return _scalar(theta_0, dtype, t.device) + _scalar(alpha, dtype, t.device) * t
+
+
+def eiif_step(
+    x: Tensor,
+    v: Tensor,
+    theta: Tensor,
+    keep: Tensor,
+    spike_fn: SpikeFn,
+    *,
+    soft_reset: bool = False,
+    detach_reset: bool = False,
+) -> tuple[Tensor, Tensor]:
+    r"""One EI_IF step.
+
+    Args:
+        x: input :math:`X_t`, shape ``[N, *]``, in the compute dtype.
+        v: membrane :math:`V_{t-1}`, broadcastable to ``x``.
+        theta: threshold :math:`\theta_t` (0-d, or broadcastable to ``x``).
+        keep: :math:`1 - r`, the fraction of the membrane kept after the step.
+        spike_fn: Heaviside with surrogate gradient (fires on ``u >= 0``).
+        soft_reset: subtract :math:`\theta_t S_t` before attenuation.
+        detach_reset: cut the gradient through the soft reset.
+
+    Returns:
+        ``(spike, v_next)``: spikes in {-1, 0, +1} and :math:`V_t`, both shaped like ``x``.
+    """
+    h = v + x
+    spike = spike_fn(h - theta) - spike_fn(-h - theta)
+    if soft_reset:
+        s = spike.detach() if detach_reset else spike
+        h = h - theta * s
+    return spike, h * keep
+
+
+def eiif_multi_step(
+    x_seq: Tensor,
+    v: Tensor,
+    thresholds: Tensor,
+    keep: Tensor,
+    spike_fn: SpikeFn,
+    *,
+    soft_reset: bool = False,
+    detach_reset: bool = False,
+) -> tuple[Tensor, Tensor]:
+    r"""Run EI_IF over a sequence.
+
+    Args:
+        x_seq: inputs, shape ``[T, N, *]``, in the compute dtype.
+        v: initial membrane, broadcastable to ``x_seq[0]``.
+        thresholds: :math:`\theta_t` for these ``T`` steps, shape ``[T]``
+            (from :func:`eiif_thresholds`).
+        keep: :math:`1 - r` (0-d tensor).
+        spike_fn, soft_reset, detach_reset: as in :func:`eiif_step`.
+
+    Returns:
+        ``(spike_seq, v_last)`` with shapes ``[T, N, *]`` and ``[N, *]``.
+
+    When ``keep`` is exactly 0 (``r = 1``) and needs no gradient, the membrane
+    is empty after every step, so every step only sees its own input (the first
+    also sees ``v``) and all ``T`` steps are computed at once.
+    """
+    T = x_seq.shape[0]
+    if not keep.requires_grad and bool(keep == 0):
+        h = torch.cat([(v + x_seq[0]).unsqueeze(0), x_seq[1:]])
+        theta = thresholds.view(T, *([1] * (x_seq.dim() - 1)))
+        spike_seq = spike_fn(h - theta) - spike_fn(-h - theta)
+        return spike_seq, torch.zeros_like(h[-1])
+    spikes = []
+    for t in range(T):
+        spike, v = eiif_step(
+            x_seq[t],
+            v,
+            thresholds[t],
+            keep,
+            spike_fn,
+            soft_reset=soft_reset,
+            detach_reset=detach_reset,
+        )
+        spikes.append(spike)
+    return torch.stack(spikes), v
+
+
+class _EIIFCount(torch.autograd.Function):
+    """Closed-form spike count with a straight-through gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, thresholds: Tensor, theta_0: Tensor, alpha: Tensor):  # type: ignore[override]
+        count = torch.bucketize(x.abs(), thresholds, right=True).to(x.dtype)
+        ctx.save_for_backward(x, theta_0, alpha)
+        ctx.T = thresholds.shape[0]
+        return count.copysign_(x).masked_fill_(x == 0, 0.0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, theta_0, alpha = ctx.saved_tensors
+        if float(alpha) == 0.0:
+            # a pure step function: pass the gradient straight through
+            return grad, None, None, None
+        # relaxed count n(|x|) = clip((|x| - theta_0) / alpha + 1/2, 0, T)
+        rel = (x.abs() - theta_0) / alpha + 0.5
+        inside = (rel > 0) & (rel < ctx.T)
+        g = torch.where(inside, grad, torch.zeros_like(grad))
+        grad_x = g / alpha
+        sg = g * torch.sign(x)
+        grad_theta = (-sg / alpha).sum() if ctx.needs_input_grad[2] else None
+        grad_alpha = (
+            (-sg * (x.abs() - theta_0) / alpha**2).sum()
+            if ctx.needs_input_grad[3]
+            else None
+        )
+        return grad_x, None, grad_theta, grad_alpha
+
+
+def eiif_count(
+    x: Tensor,
+    T: int,
+    theta_0: float | Tensor = 0.5,
+    alpha: float | Tensor = 1.0,
+) -> Tensor:
+    r"""Spike count of an EI_IF neuron with ``r = 1`` under a constant input.
+
+    .. math::
+
+        C(x) = \operatorname{sign}(x)\,\#\{t < T : |x| \ge \theta_0 + \alpha t\}
+
+    For ``theta_0 = 0.5, alpha = 1`` this is ``round(x)`` (halves away from
+    zero) clipped to ``[-T, T]``. It equals ``eiif_multi_step`` summed over
+    time for ``x_seq = x`` repeated ``T`` times, bit for bit.
+
+    Gradient (straight-through): the count is relaxed to
+    :math:`\operatorname{sign}(x)\operatorname{clip}((|x|-\theta_0)/\alpha + 1/2, 0, T)`,
+    which gives ``1/alpha`` to ``x`` where the neuron is not saturated and
+    gradients to ``theta_0`` and ``alpha`` when they are tensors that
+    require grad. With ``alpha = 0`` the gradient to ``x`` passes straight
+    through.
+
+    Args:
+        x: constant input, any shape, floating dtype (computed in
+            :func:`~bt_neurons._checks.compute_dtype`).
+        T: number of time steps (>= 1).
+        theta_0: base threshold (> 0).
+        alpha: threshold increase per step (>= 0).
+
+    Returns:
+        Counts in ``[-T, T]`` with the shape and dtype of ``x``.
+    """
+    from .._checks import compute_dtype
+
+    cdt = compute_dtype(x.dtype)
+    xc = x.to(cdt)
+    th0 = _scalar(theta_0, cdt, x.device)
+    al = _scalar(alpha, cdt, x.device)
+    thresholds = eiif_thresholds(T, th0.detach(), al.detach(), dtype=cdt, device=x.device)
+    return _EIIFCount.apply(xc, thresholds, th0, al).to(x.dtype)
+
+
+def eiif_spikes_from_counts(counts: Tensor, T: int) -> Tensor:
+    """Spike trains of EI_IF neurons (``r = 1``, constant input) from their counts.
+
+    A neuron with count ``c`` fires ``sign(c)`` at steps ``0 .. |c|-1`` and is
+    silent afterwards (thresholds grow with ``t``), a "thermometer" code.
+
+    Args:
+        counts: integer-valued counts in ``[-T, T]``, shape ``[N, *]``.
+        T: number of steps.
+
+    Returns:
+        Spikes of shape ``[T, N, *]`` in the dtype of ``counts``.
+    """
+    t = torch.arange(T, device=counts.device).view(T, *([1] * counts.dim()))
+    return (t < counts.abs().unsqueeze(0)).to(counts.dtype) * torch.sign(counts).unsqueeze(0)
