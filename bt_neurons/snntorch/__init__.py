@@ -1,0 +1,12 @@
+"""The snnTorch face of bt-neurons.
+
+Neurons with snnTorch's calling convention (``spk, mem = neuron(x, mem)``,
+``init_hidden``, ``output``, ``reset_hidden()``, ``detach_hidden()``) that
+run the same dynamics as the SpikingJelly nodes in :mod:`bt_neurons`.
+"""
+
+from .custom_neuron import CustomNeuron
+from .eiif import EIIF
+from .reset import detach_hidden, reset
+
+__all__ = ["EIIF", "CustomNeuron", "reset", "detach_hidden"]

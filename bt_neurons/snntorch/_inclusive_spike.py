@@ -1,0 +1,34 @@
+"""Adapter that makes an snnTorch surrogate fire on ``u >= 0``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["InclusiveSpike"]
+
+
+class InclusiveSpike(nn.Module):
+    """Heaviside that fires on ``u >= 0`` with the gradient of an snnTorch surrogate.
+
+    snnTorch's surrogates fire on ``u > 0``; bt-neurons fires on ``u >= 0``
+    (the paper's and SpikingJelly's convention) on both faces, so that a
+    wrapper and its SpikingJelly node emit identical spikes. The forward value
+    is exactly ``(u >= 0)``; the backward is that of ``spike_grad(u)``.
+
+    Args:
+        spike_grad: an snnTorch surrogate such as ``snntorch.surrogate.atan()``.
+    """
+
+    def __init__(self, spike_grad: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.spike_grad = spike_grad
+
+    def forward(self, u: Tensor) -> Tensor:
+        hard = (u >= 0).to(u.dtype)
+        if not torch.is_grad_enabled() or not u.requires_grad:
+            return hard
+        soft = self.spike_grad(u)
+        return soft + (hard - soft).detach()
