@@ -131,8 +131,8 @@ class CustomNeuronNode(neuron.BaseNode):
 
     def extra_repr(self) -> str:
         return (
-            f"theta_base={float(self.theta_base):g}, alpha={float(self.alpha):g}, "
-            f"decay={float(self.decay):g}, reset={self.reset_after_spike}, T={self.T}, "
+            f"theta_base={self.theta_base.item():g}, alpha={self.alpha.item():g}, "
+            f"decay={self.decay.item():g}, reset={self.reset_after_spike}, T={self.T}, "
             f"per_step={self.per_step}, path={self.path!r}, step_mode={self.step_mode!r}"
         )
 
@@ -151,7 +151,7 @@ class CustomNeuronNode(neuron.BaseNode):
         if not bool((thr.detach() > 0).all()):
             raise ValueError(
                 "thresholds theta_t = theta_base + alpha * t (+ offsets) must stay > 0 for "
-                f"every step, got min {float(thr.min()):g}"
+                f"every step, got min {thr.detach().min().item():g}"
             )
         return thr
 

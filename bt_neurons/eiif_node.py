@@ -123,7 +123,7 @@ class EIIFNode(neuron.BaseNode):
 
     def extra_repr(self) -> str:
         return (
-            f"theta_0={float(self.theta_0):g}, alpha={float(self.alpha):g}, r={float(self.r):g}, "
+            f"theta_0={self.theta_0.item():g}, alpha={self.alpha.item():g}, r={self.r.item():g}, "
             f"soft_reset={self.soft_reset}, T={self.T}, path={self.path!r}, step_mode={self.step_mode!r}"
         )
 
@@ -202,7 +202,7 @@ class EIIFNode(neuron.BaseNode):
     def staircase(self, T: int, dtype: torch.dtype = torch.float32) -> Staircase:
         """The exact staircase of this neuron under constant inputs over ``T`` steps (cached)."""
         key = (T, dtype, self.theta_0.device, self.soft_reset) + tuple(
-            (p._version, float(p)) for p in (self.theta_0, self.alpha, self.r)
+            (p._version, p.item()) for p in (self.theta_0, self.alpha, self.r)
         )
         if self._staircase_cache is None or self._staircase_cache[0] != key:
             thr = eiif_thresholds(T, self.theta_0, self.alpha, dtype=dtype, device=self.theta_0.device)
@@ -228,7 +228,7 @@ class EIIFNode(neuron.BaseNode):
         _checks.check_timesteps("T", T)
         self._check_input(x, 0, "[N, *]")
         self._check_parameters()
-        if not self.r.requires_grad and float(self.r) == 1.0:
+        if not self.r.requires_grad and self.r.item() == 1.0:
             return eiif_count(x, T, self.theta_0, self.alpha)
         cdt = _checks.compute_dtype(x.dtype)
         st = self.staircase(T, cdt)

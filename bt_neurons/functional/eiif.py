@@ -174,7 +174,7 @@ class _EIIFCount(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, theta_0, alpha = ctx.saved_tensors
-        if float(alpha) == 0.0:
+        if alpha.item() == 0.0:
             # a pure step function: pass the gradient straight through
             return grad, None, None, None
         # relaxed count n(|x|) = clip((|x| - theta_0) / alpha + 1/2, 0, T)
