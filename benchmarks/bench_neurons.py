@@ -37,7 +37,8 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_neurons.py --write-results benchmarks/RESULTS.md
 
 ``--rounds``, ``--T``, ``--N``, ``--D``, ``--warmup`` and ``--threads`` change the setup;
-``--profile KEY`` prints a ``torch.profiler`` table of one forward+backward of a contender.
+``--profile KEY`` prints ``torch.profiler`` tables of one forward and one forward+backward of a
+contender (keys: eiif_spike, eiif_count, sj_ternary, sj_if, snntorch_leaky, eiif_spike_ternary_cfg).
 """
 
 from __future__ import annotations
@@ -430,19 +431,18 @@ def write_results(path: Path, section: str) -> None:
 
 # ----------------------------------------------------------------------------- profiling
 def profile(key: str, args: argparse.Namespace) -> None:
-    """Print a torch.profiler table of one forward+backward of contender ``key``."""
+    """Print torch.profiler tables of one forward and one forward+backward of contender ``key``."""
     contenders = {c.key: c for c in make_contenders(args.T)}
     c = contenders[key]
     x, x_seq = make_inputs(args.T, args.N, args.D)
     inp = input_for(c, x, x_seq)
-    for _ in range(args.warmup):
-        run_once(c, inp, backward=True)
-    c.reset()
-    inp.grad = None
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        out = c.forward(inp)
-        out.sum().backward()
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    for backward in (False, True):
+        for _ in range(args.warmup):
+            run_once(c, inp, backward=backward)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            ms = run_once(c, inp, backward=backward)
+        print(f"{c.label}: {'forward+backward' if backward else 'forward (no_grad)'}, {ms:.2f} ms profiled")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
 
 
 # ----------------------------------------------------------------------------- main
@@ -458,7 +458,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--write-results", type=Path, metavar="PATH", help="update the section in this markdown file"
     )
     p.add_argument("--skip-memory", action="store_true", help="do not run the memory subprocesses")
-    p.add_argument("--profile", metavar="KEY", help="profile one forward+backward of a contender and exit")
+    p.add_argument("--profile", metavar="KEY", help="profile one fwd and one fwd+bwd of a contender, exit")
     p.add_argument("--memory-probe", metavar="KEY", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 

@@ -1,8 +1,8 @@
 """bt-neurons: spiking neurons of the BrainTransformers SNN-LLM for SpikingJelly and snnTorch.
 
 The SpikingJelly face (multi-step ``neuron.BaseNode`` subclasses) lives here;
-the snnTorch face in :mod:`bt_neurons.snntorch`; the pure dynamics in
-:mod:`bt_neurons.functional`.
+the snnTorch face in `snntorch`; the pure dynamics in
+`functional`.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .custom_neuron_node import CustomNeuronNode
 from .eiif_node import EIIFNode
 
-#: The paper's name for :class:`CustomNeuronNode`.
+#: The paper's name for `CustomNeuronNode`.
 CustomNeuron = CustomNeuronNode
 
 try:

@@ -30,15 +30,21 @@ def check_floating(name: str, x: object) -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(
-            f"{name} must have a floating-point dtype (float16, bfloat16, float32 "
-            f"or float64), got {x.dtype}"
+            f"{name} must have a floating-point dtype (float16, bfloat16, float32 or float64), got {x.dtype}"
         )
     return x
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
-    """Raise ``ValueError`` if ``x`` holds a NaN or an infinity."""
-    if not bool(torch.isfinite(x).all()):
+    """Raise ``ValueError`` if ``x`` holds a NaN or an infinity.
+
+    One fused pass (``torch.aminmax``): a NaN propagates into the minimum and
+    maximum, and an infinity is one of them.
+    """
+    if x.numel() == 0:
+        return
+    lo, hi = torch.aminmax(x.detach())
+    if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
         bad = "NaN" if bool(torch.isnan(x).any()) else "Inf"
         raise ValueError(f"{name} must be finite, but it contains {bad}")
 
@@ -47,8 +53,7 @@ def check_rank(name: str, x: torch.Tensor, min_rank: int, what: str) -> None:
     """Raise ``ValueError`` if ``x.dim() < min_rank``; ``what`` names the layout."""
     if x.dim() < min_rank:
         raise ValueError(
-            f"{name} must have shape {what} (at least {min_rank} dimensions), "
-            f"got shape {tuple(x.shape)}"
+            f"{name} must have shape {what} (at least {min_rank} dimensions), got shape {tuple(x.shape)}"
         )
 
 

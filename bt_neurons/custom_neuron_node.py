@@ -22,46 +22,46 @@ class CustomNeuronNode(neuron.BaseNode):
 
     A neuron built for function approximation, every parameter learnable:
 
-    .. math::
-
+    $$
         H_t = \lambda V_{t-1} + X_t, \qquad
-        \theta_t = \theta_{base} + \alpha t + \delta_t,
-
+        \theta_t = \theta_{base} + \alpha t + \delta_t, \\
         P_t = [H_t \ge \theta_t], \quad N_t = [H_t \le -\theta_t], \qquad
-        O_t = A^+_t P_t - A^-_t N_t,
-
+        O_t = A^+_t P_t - A^-_t N_t, \\
         V_t = H_t - \theta_t (P_t - N_t) \ \text{(reset=True)} \quad\text{or}\quad V_t = H_t.
-
+    $$
     ``t`` counts steps since the last reset. The output ``O_t`` is a positive
-    spike of amplitude :math:`A^+_t`, a negative spike of amplitude
-    :math:`-A^-_t`, or 0. With ``per_step=True`` the threshold offsets
-    :math:`\delta_t` and the amplitudes are separate learnable values for each
+    spike of amplitude $A^+_t$, a negative spike of amplitude
+    $-A^-_t$, or 0. With ``per_step=True`` the threshold offsets
+    $\delta_t$ and the amplitudes are separate learnable values for each
     of the ``T`` steps (the few-spike neuron idea); otherwise
-    :math:`\delta_t = 0` and the amplitudes are shared by all steps.
+    $\delta_t = 0$ and the amplitudes are shared by all steps.
 
     **Two paths.** ``path="spike"`` simulates: input ``[N, *]`` (step mode
     ``"s"``) or ``[T, N, *]`` (``"m"``), output ``O`` of the same shape.
     ``path="count"`` treats its input ``x`` (``[N, *]``) as constant over
-    ``T`` steps and returns :math:`\sum_t O_t` directly: the output is a
+    ``T`` steps and returns $\sum_t O_t$ directly: the output is a
     staircase in ``x`` whose breakpoints are found once per parameter set
-    (:func:`~bt_neurons.functional.staircase.constant_input_staircase`) and
+    (`constant_input_staircase`) and
     evaluated by a sorted search. It equals the spike path exactly.
     Count-path gradients are exact for the amplitudes and a straight-through
     estimate for ``x``; thresholds and decay are trained on the spike path.
 
     Args:
-        theta_base: base threshold (every :math:`\theta_t` must stay > 0). Default 1.0.
+        theta_base: base threshold (every $\theta_t$ must stay > 0). Default 1.0.
         alpha: threshold change per step. Default 0.0.
-        decay: membrane decay :math:`\lambda \ge 0`. Default 1.0 (no leak).
-        amp_pos: amplitude :math:`A^+` of a positive spike. Default 1.0.
-        amp_neg: amplitude :math:`A^-` of a negative spike (output :math:`-A^-`). Default 1.0.
-        reset: subtract :math:`\theta_t` after a spike (eq. 14). Default True.
+        decay: membrane decay $\lambda \ge 0$. Default 1.0 (no leak).
+        amp_pos: amplitude $A^+$ of a positive spike. Default 1.0.
+        amp_neg: amplitude $A^-$ of a negative spike (output $-A^-$). Default 1.0.
+        reset: subtract $\theta_t$ after a spike (eq. 14). Default True.
         T: number of time steps; required for ``path="count"`` and ``per_step=True``.
         per_step: learn one threshold offset and one pair of amplitudes per step.
         path: ``"spike"`` or ``"count"``.
         learnable: make the parameters ``nn.Parameter`` s. Default True.
         surrogate_function: SpikingJelly surrogate. Default ``surrogate.Sigmoid()``.
-        detach_reset, step_mode, store_v_seq, check_finite: as in :class:`~bt_neurons.EIIFNode`.
+        detach_reset: as in `EIIFNode`.
+        step_mode: as in `EIIFNode`.
+        store_v_seq: as in `EIIFNode`.
+        check_finite: as in `EIIFNode`.
 
     Example:
         >>> import torch
@@ -138,7 +138,7 @@ class CustomNeuronNode(neuron.BaseNode):
 
     # --------------------------------------------------------------- helpers
     def thresholds(self, T: int, *, start: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
-        r""":math:`\theta_t` for ``t = start .. start+T-1`` (shape ``[T]``), validated > 0."""
+        r"""$\theta_t$ for ``t = start .. start+T-1`` (shape ``[T]``), validated > 0."""
         if self.per_step and start + T > self.T:
             raise ValueError(
                 f"this neuron has per-step parameters for T={self.T} steps, "
@@ -155,7 +155,9 @@ class CustomNeuronNode(neuron.BaseNode):
             )
         return thr
 
-    def amplitudes(self, T: int, *, start: int = 0, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    def amplitudes(
+        self, T: int, *, start: int = 0, dtype: torch.dtype = torch.float32
+    ) -> tuple[Tensor, Tensor]:
         """``(A+, A-)`` for steps ``start .. start+T-1``, each of shape ``[T]``."""
         if self.per_step:
             return self.amp_pos[start : start + T].to(dtype), self.amp_neg[start : start + T].to(dtype)
@@ -246,12 +248,14 @@ class CustomNeuronNode(neuron.BaseNode):
         )
         if self._staircase_cache is None or self._staircase_cache[0] != key:
             thr = self.thresholds(T, dtype=dtype).detach().unsqueeze(0)
-            st = constant_input_staircase(thr, self.decay.detach().to(dtype).reshape(1), reset=self.reset_after_spike)
+            st = constant_input_staircase(
+                thr, self.decay.detach().to(dtype).reshape(1), reset=self.reset_after_spike
+            )
             self._staircase_cache = (key, st)
         return self._staircase_cache[1]
 
     def count(self, x: Tensor, T: int | None = None) -> Tensor:
-        r"""Total output :math:`\sum_t O_t` under the constant input ``x`` over ``T`` steps.
+        r"""Total output $\sum_t O_t$ under the constant input ``x`` over ``T`` steps.
 
         Args:
             x: constant input, shape ``[N, *]``, floating dtype.

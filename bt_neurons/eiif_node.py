@@ -20,17 +20,16 @@ class EIIFNode(neuron.BaseNode):
     r"""Excitatory-inhibitory integrate-and-fire neuron (BrainTransformers eq. 1).
 
     Signed spikes, an adaptive threshold and membrane attenuation. For step
-    ``t`` counted from the last :meth:`reset` (``functional.reset_net``):
+    ``t`` counted from the last `reset` (``functional.reset_net``):
 
-    .. math::
-
+    $$
         H_t = V_{t-1} + X_t, \quad \theta_t = \theta_0 + \alpha t, \quad
         S_t = [H_t \ge \theta_t] - [H_t \le -\theta_t], \quad
         V_t = (1 - r)\,(H_t - \sigma\,\theta_t S_t)
-
-    where :math:`\sigma = 0` by default (the paper: with ``r < 1`` the
+    $$
+    where $\sigma = 0$ by default (the paper: with ``r < 1`` the
     membrane is only attenuated, nothing is subtracted after a spike) and
-    :math:`\sigma = 1` with ``soft_reset=True`` (subtract the threshold the
+    $\sigma = 1$ with ``soft_reset=True`` (subtract the threshold the
     spike crossed, then attenuate). ``r = 1`` (default) empties the membrane
     after every step. Firing is inclusive (``>=``), as in SpikingJelly.
 
@@ -40,17 +39,17 @@ class EIIFNode(neuron.BaseNode):
     ``surrogate_function``. ``path="count"`` treats its input ``x`` (``[N, *]``,
     any step mode) as a constant drive over ``T`` steps and returns the spike
     count ``sum_t S_t`` directly, without stepping; with ``r = 1`` it is the
-    closed form :func:`~bt_neurons.functional.eiif.eiif_count` (for the
+    closed form `eiif_count` (for the
     defaults ``round(x)`` with halves away from zero, clipped to
     ``[-T, T]``), with ``r < 1`` an exact staircase lookup. Both paths give
     identical counts; the count path's gradient is a straight-through
     estimate.
 
     Args:
-        theta_0: base threshold :math:`\theta_0 > 0`. Default 0.5.
-        alpha: threshold increase per step :math:`\alpha \ge 0`. Default 1.0.
+        theta_0: base threshold $\theta_0 > 0$. Default 0.5.
+        alpha: threshold increase per step $\alpha \ge 0$. Default 1.0.
         r: attenuation rate in ``[0, 1]``. Default 1.0.
-        soft_reset: subtract :math:`\theta_t S_t` before attenuating. Default False.
+        soft_reset: subtract $\theta_t S_t$ before attenuating. Default False.
         T: number of time steps of the count path (required for ``path="count"``).
         path: ``"spike"`` or ``"count"``.
         learnable: ``True``, ``False`` or names among ``"theta_0", "alpha", "r"``

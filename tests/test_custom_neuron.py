@@ -39,7 +39,9 @@ def reference(xs: list[float], p: dict, T: int) -> list[float]:
 
 
 def f32(p: dict) -> dict:
-    return {k: (float(torch.tensor(v, dtype=torch.float32)) if isinstance(v, float) else v) for k, v in p.items()}
+    return {
+        k: (float(torch.tensor(v, dtype=torch.float32)) if isinstance(v, float) else v) for k, v in p.items()
+    }
 
 
 @given(data=st.data(), p=params, T=st.integers(1, 12))

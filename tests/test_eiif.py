@@ -183,3 +183,16 @@ def test_cuda_paths_agree_with_cpu():
     gpu = EIIFNode(step_mode="m", r=0.7).cuda()(x.cuda().expand(T, *x.shape))
     assert torch.equal(cpu, gpu.cpu())
     assert torch.equal(EIIFNode(T=T, path="count").cuda()(x.cuda()).cpu(), EIIFNode(T=T, path="count")(x))
+
+
+@given(data=st.data(), T=st.integers(1, 12), r=rates, soft=st.booleans(), theta_0=theta0s, alpha=alphas)
+def test_autograd_and_inference_spike_paths_agree(data, T, r, soft, theta_0, alpha):
+    x_seq = data.draw(inputs((T, 3, 4), scale=8.0, specials=[theta_0, theta_0 + alpha]))
+    kw = dict(theta_0=theta_0, alpha=alpha, r=r, soft_reset=soft, step_mode="m")
+    with torch.no_grad():
+        plain_node = EIIFNode(**kw)
+        plain = plain_node(x_seq)
+    grad_node = EIIFNode(**kw)
+    with_grad = grad_node(x_seq.clone().requires_grad_())
+    assert torch.equal(plain, with_grad.detach())
+    assert torch.equal(plain_node.v, grad_node.v.detach())

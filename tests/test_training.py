@@ -30,7 +30,7 @@ def test_two_layer_spikingjelly_net_trains_one_step():
         assert p.grad.abs().sum() > 0, name
     opt.step()
     functional.reset_net(net)
-    assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters()))
+    assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
     assert net[1].t == 0 and net[3].t == 0
 
 
@@ -42,4 +42,7 @@ def test_count_path_net_trains_with_straight_through_estimator():
     target = torch.randint(0, 3, (16,))
     loss = nn.functional.cross_entropy(net(x) / T, target)
     loss.backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in net.parameters())
+    assert all(
+        p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+        for p in net.parameters()
+    )

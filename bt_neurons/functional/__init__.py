@@ -1,8 +1,8 @@
 """Pure functions of bt-neurons: neuron dynamics as tensors in, tensors out.
 
-The stateful modules (:class:`bt_neurons.EIIFNode`,
-:class:`bt_neurons.CustomNeuronNode`, the snnTorch wrappers in
-:mod:`bt_neurons.snntorch`) only hold state and call these.
+The stateful modules (`EIIFNode`,
+`CustomNeuronNode`, the snnTorch wrappers in
+`snntorch`) only hold state and call these.
 """
 
 from .custom_neuron import custom_neuron_multi_step, custom_neuron_step, custom_neuron_thresholds

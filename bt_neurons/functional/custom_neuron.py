@@ -3,26 +3,23 @@ r"""The CustomNeuron as pure functions: the approximation neuron of the paper.
 BrainTransformers (arXiv 2410.14687) sections 2.5.1 and 2.8.1, eq. 14, for step
 ``t`` since the last reset:
 
-.. math::
-
+$$
     H_t = \lambda V_{t-1} + X_t \qquad
-    \theta_t = \theta_{base} + \alpha t + \delta_t
-
+    \theta_t = \theta_{base} + \alpha t + \delta_t \\
     P_t = [H_t \ge \theta_t] \qquad N_t = [H_t \le -\theta_t] \qquad
-    S_t = P_t - N_t \in \{-1, 0, +1\}
-
+    S_t = P_t - N_t \in \{-1, 0, +1\} \\
     O_t = A^+_t P_t - A^-_t N_t \qquad
     V_t = H_t - \theta_t S_t \ \text{(reset)} \quad\text{or}\quad V_t = H_t \ \text{(no reset)}
-
+$$
 ``O_t`` is the neuron's output: a positive spike carries amplitude
-:math:`A^+_t`, a negative spike carries :math:`-A^-_t` (both amplitudes are
+$A^+_t$, a negative spike carries $-A^-_t$ (both amplitudes are
 positive by default, so the output has the sign of the input). The per-step
-threshold offsets :math:`\delta_t` and per-step amplitudes are optional (the
-few-spike neuron idea, Stoeckl & Maass 2021); without them :math:`\delta_t = 0`
-and :math:`A^\pm_t = A^\pm`.
+threshold offsets $\delta_t$ and per-step amplitudes are optional (the
+few-spike neuron idea, Stoeckl & Maass 2021); without them $\delta_t = 0$
+and $A^\pm_t = A^\pm$.
 
-Under a constant input the total output :math:`\sum_t O_t` is a staircase in
-``x``; :mod:`bt_neurons.functional.staircase` finds its breakpoints so that the
+Under a constant input the total output $\sum_t O_t$ is a staircase in
+``x``; `staircase` finds its breakpoints so that the
 count path can evaluate it by a sorted search.
 """
 
@@ -48,13 +45,13 @@ def custom_neuron_thresholds(
     *,
     start: int = 0,
 ) -> Tensor:
-    r"""Thresholds :math:`\theta_t = \theta_{base} + \alpha t (+ \delta_t)`.
+    r"""Thresholds $\theta_t = \theta_{base} + \alpha t (+ \delta_t)$.
 
     Args:
         T: number of steps.
         theta_base: base threshold, shape ``[]`` or ``[P]`` for ``P`` neurons.
         alpha: threshold increase per step, broadcastable to ``theta_base``.
-        offsets: optional per-step offsets :math:`\delta`, shape ``[T_max]``
+        offsets: optional per-step offsets $\delta$, shape ``[T_max]``
             or ``[P, T_max]``; steps ``start .. start+T-1`` are used.
         start: index of the first step since the last reset.
 
@@ -83,13 +80,14 @@ def custom_neuron_step(
     r"""One CustomNeuron step.
 
     Args:
-        x: input :math:`X_t`, shape ``[N, *]`` (compute dtype).
-        v: membrane :math:`V_{t-1}`, broadcastable to ``x``.
-        theta: :math:`\theta_t`, broadcastable to ``x``.
-        lam: decay :math:`\lambda`, broadcastable to ``x``.
-        amp_pos, amp_neg: :math:`A^+_t, A^-_t`, broadcastable to ``x``.
+        x: input $X_t$, shape ``[N, *]`` (compute dtype).
+        v: membrane $V_{t-1}$, broadcastable to ``x``.
+        theta: $\theta_t$, broadcastable to ``x``.
+        lam: decay $\lambda$, broadcastable to ``x``.
+        amp_pos: $A^+_t, A^-_t$, broadcastable to ``x``.
+        amp_neg: $A^+_t, A^-_t$, broadcastable to ``x``.
         spike_fn: Heaviside with surrogate gradient (fires on ``u >= 0``).
-        reset: subtract :math:`\theta_t S_t` after a spike (eq. 14).
+        reset: subtract $\theta_t S_t$ after a spike (eq. 14).
         detach_reset: cut the gradient through the reset.
 
     Returns:
@@ -125,8 +123,11 @@ def custom_neuron_multi_step(
         v: initial membrane, broadcastable to ``x_seq[0]``.
         thresholds: shape ``[T]`` (one threshold per step).
         lam: decay (0-d).
-        amp_pos, amp_neg: amplitudes, shape ``[T]``.
-        spike_fn, reset, detach_reset: as in :func:`custom_neuron_step`.
+        amp_pos: amplitudes, shape ``[T]``.
+        amp_neg: amplitudes, shape ``[T]``.
+        spike_fn: as in `custom_neuron_step`.
+        reset: as in `custom_neuron_step`.
+        detach_reset: as in `custom_neuron_step`.
 
     Returns:
         ``(out_seq, spike_seq, v_last)`` with shapes ``[T, N, *]``, ``[T, N, *]``, ``[N, *]``.

@@ -4,26 +4,24 @@ The excitatory-inhibitory integrate-and-fire neuron of BrainTransformers
 (arXiv 2410.14687, section 2.1, eq. 1), for step ``t`` counted from the last
 reset (``t = 0, 1, ...``):
 
-.. math::
-
+$$
     H_t = V_{t-1} + X_t \qquad
     \theta_t = \theta_0 + \alpha t \qquad
     S_t = \begin{cases} +1 & H_t \ge \theta_t \\ -1 & H_t \le -\theta_t \\
-    0 & \text{otherwise} \end{cases}
-
-    V_t = (1 - r)\,H_t \quad\text{(paper, ``soft_reset=False``)} \qquad
-    V_t = (1 - r)\,(H_t - \theta_t S_t) \quad\text{(``soft_reset=True``)}
-
+    0 & \text{otherwise} \end{cases} \\
+    V_t = (1 - r)\,H_t \quad\text{(paper, soft\_reset=False)} \qquad
+    V_t = (1 - r)\,(H_t - \theta_t S_t) \quad\text{(soft\_reset=True)}
+$$
 With ``r = 1`` the membrane is emptied after every step, so under a constant
 input ``x`` the neuron fires at every step ``t`` with ``|x| >= theta_t``. Its
 spike count over ``T`` steps is therefore a closed form of ``x``
-(:func:`eiif_count`); for the defaults ``theta_0 = 0.5, alpha = 1`` it is
+(`eiif_count`); for the defaults ``theta_0 = 0.5, alpha = 1`` it is
 ``round(x)`` with halves rounded away from zero, clipped to ``[-T, T]``.
 
 Firing is inclusive (``>=``), as in SpikingJelly. Dynamics run in float32 for
 half-precision inputs and in float64 for float64 inputs (see
-:func:`bt_neurons._checks.compute_dtype`); thresholds are always produced by
-:func:`eiif_thresholds`, so the spike path and the count path compare exactly
+`compute_dtype`); thresholds are always produced by
+`eiif_thresholds`, so the spike path and the count path compare exactly
 the same numbers.
 """
 
@@ -63,7 +61,7 @@ def eiif_thresholds(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    r"""Thresholds :math:`\theta_t = \theta_0 + \alpha t` for ``t = start .. start+T-1``.
+    r"""Thresholds $\theta_t = \theta_0 + \alpha t$ for ``t = start .. start+T-1``.
 
     Args:
         T: number of steps (>= 1).
@@ -94,16 +92,16 @@ def eiif_step(
     r"""One EI_IF step.
 
     Args:
-        x: input :math:`X_t`, shape ``[N, *]``, in the compute dtype.
-        v: membrane :math:`V_{t-1}`, broadcastable to ``x``.
-        theta: threshold :math:`\theta_t` (0-d, or broadcastable to ``x``).
-        keep: :math:`1 - r`, the fraction of the membrane kept after the step.
+        x: input $X_t$, shape ``[N, *]``, in the compute dtype.
+        v: membrane $V_{t-1}$, broadcastable to ``x``.
+        theta: threshold $\theta_t$ (0-d, or broadcastable to ``x``).
+        keep: $1 - r$, the fraction of the membrane kept after the step.
         spike_fn: Heaviside with surrogate gradient (fires on ``u >= 0``).
-        soft_reset: subtract :math:`\theta_t S_t` before attenuation.
+        soft_reset: subtract $\theta_t S_t$ before attenuation.
         detach_reset: cut the gradient through the soft reset.
 
     Returns:
-        ``(spike, v_next)``: spikes in {-1, 0, +1} and :math:`V_t`, both shaped like ``x``.
+        ``(spike, v_next)``: spikes in {-1, 0, +1} and $V_t$, both shaped like ``x``.
     """
     h = v + x
     spike = spike_fn(h - theta) - spike_fn(-h - theta)
@@ -128,19 +126,28 @@ def eiif_multi_step(
     Args:
         x_seq: inputs, shape ``[T, N, *]``, in the compute dtype.
         v: initial membrane, broadcastable to ``x_seq[0]``.
-        thresholds: :math:`\theta_t` for these ``T`` steps, shape ``[T]``
-            (from :func:`eiif_thresholds`).
-        keep: :math:`1 - r` (0-d tensor).
-        spike_fn, soft_reset, detach_reset: as in :func:`eiif_step`.
+        thresholds: $\theta_t$ for these ``T`` steps, shape ``[T]``
+            (from `eiif_thresholds`).
+        keep: $1 - r$ (0-d tensor).
+        spike_fn: as in `eiif_step`.
+        soft_reset: as in `eiif_step`.
+        detach_reset: as in `eiif_step`.
 
     Returns:
         ``(spike_seq, v_last)`` with shapes ``[T, N, *]`` and ``[N, *]``.
 
     When ``keep`` is exactly 0 (``r = 1``) and needs no gradient, the membrane
     is empty after every step, so every step only sees its own input (the first
-    also sees ``v``) and all ``T`` steps are computed at once.
+    also sees ``v``): with autograd on, all ``T`` steps are computed at once;
+    without it, step by step with plain comparisons (cache-friendly, no
+    surrogate). Both give the same spikes as the general loop.
     """
     T = x_seq.shape[0]
+    needs_grad = torch.is_grad_enabled() and (
+        x_seq.requires_grad or thresholds.requires_grad or keep.requires_grad or v.requires_grad
+    )
+    if not needs_grad:
+        return _eiif_multi_step_inference(x_seq, v, thresholds, keep, soft_reset=soft_reset)
     if not keep.requires_grad and bool(keep == 0):
         h = torch.cat([(v + x_seq[0]).unsqueeze(0), x_seq[1:]])
         theta = thresholds.view(T, *([1] * (x_seq.dim() - 1)))
@@ -161,6 +168,25 @@ def eiif_multi_step(
     return torch.stack(spikes), v
 
 
+def _eiif_multi_step_inference(
+    x_seq: Tensor, v: Tensor, thresholds: Tensor, keep: Tensor, *, soft_reset: bool
+) -> tuple[Tensor, Tensor]:
+    """The spike path without autograd: same arithmetic, plain comparisons, one step at a time."""
+    out = torch.empty_like(x_seq)
+    empty = bool(keep == 0)
+    for t in range(x_seq.shape[0]):
+        h = x_seq[t] if empty and t > 0 else v + x_seq[t]
+        theta = thresholds[t]
+        spike = out[t]
+        torch.ge(h, theta, out=spike)  # written as 0.0 / 1.0 in the float dtype
+        spike.sub_((h <= -theta).to(h.dtype))
+        if not empty or t == x_seq.shape[0] - 1:
+            if soft_reset:
+                h = h - theta * spike
+            v = h * keep
+    return out, v
+
+
 class _EIIFCount(torch.autograd.Function):
     """Closed-form spike count with a straight-through gradient."""
 
@@ -169,7 +195,8 @@ class _EIIFCount(torch.autograd.Function):
         count = torch.bucketize(x.abs(), thresholds, right=True).to(x.dtype)
         ctx.save_for_backward(x, theta_0, alpha)
         ctx.T = thresholds.shape[0]
-        return count.copysign_(x).masked_fill_(x == 0, 0.0)
+        # sign * count, with +0.0 (as the spike path gives) where the count is 0
+        return count.copysign_(x).masked_fill_(count == 0, 0.0)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
@@ -184,11 +211,7 @@ class _EIIFCount(torch.autograd.Function):
         grad_x = g / alpha
         sg = g * torch.sign(x)
         grad_theta = (-sg / alpha).sum() if ctx.needs_input_grad[2] else None
-        grad_alpha = (
-            (-sg * (x.abs() - theta_0) / alpha**2).sum()
-            if ctx.needs_input_grad[3]
-            else None
-        )
+        grad_alpha = (-sg * (x.abs() - theta_0) / alpha**2).sum() if ctx.needs_input_grad[3] else None
         return grad_x, None, grad_theta, grad_alpha
 
 
@@ -200,16 +223,15 @@ def eiif_count(
 ) -> Tensor:
     r"""Spike count of an EI_IF neuron with ``r = 1`` under a constant input.
 
-    .. math::
-
+    $$
         C(x) = \operatorname{sign}(x)\,\#\{t < T : |x| \ge \theta_0 + \alpha t\}
-
+    $$
     For ``theta_0 = 0.5, alpha = 1`` this is ``round(x)`` (halves away from
     zero) clipped to ``[-T, T]``. It equals ``eiif_multi_step`` summed over
     time for ``x_seq = x`` repeated ``T`` times, bit for bit.
 
     Gradient (straight-through): the count is relaxed to
-    :math:`\operatorname{sign}(x)\operatorname{clip}((|x|-\theta_0)/\alpha + 1/2, 0, T)`,
+    $\operatorname{sign}(x)\operatorname{clip}((|x|-\theta_0)/\alpha + 1/2, 0, T)$,
     which gives ``1/alpha`` to ``x`` where the neuron is not saturated and
     gradients to ``theta_0`` and ``alpha`` when they are tensors that
     require grad. With ``alpha = 0`` the gradient to ``x`` passes straight
@@ -217,7 +239,7 @@ def eiif_count(
 
     Args:
         x: constant input, any shape, floating dtype (computed in
-            :func:`~bt_neurons._checks.compute_dtype`).
+            `compute_dtype`).
         T: number of time steps (>= 1).
         theta_0: base threshold (> 0).
         alpha: threshold increase per step (>= 0).

@@ -59,7 +59,7 @@ class Staircase:
 def positive_patterns(x: Tensor, thresholds: Tensor, lam: Tensor, reset: bool) -> Tensor:
     """Spike patterns for positive constant inputs, simulated exactly.
 
-    Uses the same arithmetic as :func:`~bt_neurons.functional.custom_neuron.custom_neuron_step`
+    Uses the same arithmetic as `custom_neuron_step`
     with a plain Heaviside (for ``x >= 0`` no negative spike can occur).
 
     Args:
@@ -125,7 +125,7 @@ def constant_input_staircase(
             (default ``4 T^2 + 8``).
 
     Returns:
-        A :class:`Staircase`.
+        A `Staircase`.
 
     Raises:
         ValueError: on non-positive thresholds, negative decay or an
@@ -199,13 +199,12 @@ def constant_input_staircase(
 def evaluate_staircase(x: Tensor, staircase: Staircase, values_pos: Tensor, values_neg: Tensor) -> Tensor:
     r"""Total output of neuron 0 of ``staircase`` under constant inputs ``x``.
 
-    .. math::
-
+    $$
         y(x) = \begin{cases} v^+_{k(|x|)} & x > 0 \\ -v^-_{k(|x|)} & x < 0 \\ 0 & x = 0 \end{cases}
-
-    where :math:`k(|x|)` is the segment of ``|x|`` and :math:`v^\pm_k` the
+    $$
+    where $k(|x|)$ is the segment of ``|x|`` and $v^\pm_k$ the
     total output of segment ``k`` for positive / negative inputs (e.g.
-    :math:`v^+_k = \sum_t A^+_t\,\mathrm{pattern}_{k,t}`).
+    $v^+_k = \sum_t A^+_t\,\mathrm{pattern}_{k,t}$).
 
     Gradients: exact for ``values_pos`` / ``values_neg`` (a gather); for ``x`` a
     straight-through estimate, the slope of the secant from the start of the
@@ -213,8 +212,9 @@ def evaluate_staircase(x: Tensor, staircase: Staircase, values_pos: Tensor, valu
 
     Args:
         x: inputs, any shape, in the staircase's dtype.
-        staircase: from :func:`constant_input_staircase` (neuron 0 is used).
-        values_pos, values_neg: ``[M + 1]`` segment values.
+        staircase: from `constant_input_staircase` (neuron 0 is used).
+        values_pos: ``[M + 1]`` segment values.
+        values_neg: ``[M + 1]`` segment values.
 
     Returns:
         Tensor shaped like ``x``.

@@ -2,7 +2,7 @@
 
 Neurons with snnTorch's calling convention (``spk, mem = neuron(x, mem)``,
 ``init_hidden``, ``output``, ``reset_hidden()``, ``detach_hidden()``) that
-run the same dynamics as the SpikingJelly nodes in :mod:`bt_neurons`.
+run the same dynamics as the SpikingJelly nodes in `bt_neurons`.
 """
 
 from .custom_neuron import CustomNeuron

@@ -21,7 +21,7 @@ class SnnTorchShell(nn.Module):
       sequence with ``mem = neuron.init_mem()`` (an empty tensor, which also
       restarts the step counter that drives the adaptive threshold).
     * ``init_hidden=True``: ``spk = neuron(x)``, state kept inside; reset it
-      with :meth:`reset_hidden` or :func:`bt_neurons.snntorch.reset`.
+      with `reset_hidden` or `reset`.
     * ``output=True``: return ``(spk, mem)`` even with ``init_hidden=True``.
     """
 

@@ -17,28 +17,29 @@ __all__ = ["CustomNeuron"]
 class CustomNeuron(SnnTorchShell):
     r"""The paper's approximation neuron (eq. 14) for snnTorch networks.
 
-    .. math::
-
+    $$
         U_t = \beta U_{t-1} + X_t, \quad \theta_t = \theta_{base} + \alpha t + \delta_t,
         \quad O_t = A^+_t [U_t \ge \theta_t] - A^-_t [U_t \le -\theta_t]
-
+    $$
     and, with ``reset_mechanism="subtract"`` (default, as in the paper), the
     threshold is subtracted after a positive spike and added after a negative
-    one. ``beta`` is the paper's :math:`\lambda`. The returned ``spk`` is the
-    amplitude-weighted output :math:`O_t`. The parameters live in
-    ``self.node``, a :class:`bt_neurons.CustomNeuronNode`, and stepping this
+    one. ``beta`` is the paper's $\lambda$. The returned ``spk`` is the
+    amplitude-weighted output $O_t$. The parameters live in
+    ``self.node``, a `CustomNeuronNode`, and stepping this
     neuron gives bit-identical outputs to it.
 
     Args:
-        threshold: base threshold (every :math:`\theta_t` must stay > 0). Default 1.0.
+        threshold: base threshold (every $\theta_t$ must stay > 0). Default 1.0.
         alpha: threshold change per step. Default 0.0.
         beta: membrane decay (>= 0). Default 1.0.
-        amp_pos, amp_neg: spike amplitudes. Default 1.0.
+        amp_pos: spike amplitudes. Default 1.0.
+        amp_neg: spike amplitudes. Default 1.0.
         T: number of steps (required with ``per_step=True``).
         per_step: one threshold offset and amplitude pair per step.
         learnable: make every parameter learnable. Default True.
         spike_grad: snnTorch surrogate (default ``snntorch.surrogate.atan()``).
-        init_hidden, output: as in snnTorch.
+        init_hidden: as in snnTorch.
+        output: as in snnTorch.
         reset_mechanism: ``"subtract"`` (paper) or ``"none"``.
         check_finite: raise on NaN / Inf inputs.
     """
@@ -87,7 +88,7 @@ class CustomNeuron(SnnTorchShell):
 
     @property
     def beta(self) -> Tensor:
-        r"""Membrane decay :math:`\lambda` (``node.decay``)."""
+        r"""Membrane decay $\lambda$ (``node.decay``)."""
         return self.node.decay
 
     def init_custom(self) -> Tensor:

@@ -17,18 +17,17 @@ __all__ = ["EIIF"]
 class EIIF(SnnTorchShell):
     r"""EI_IF neuron for snnTorch networks (BrainTransformers eq. 1).
 
-    .. math::
-
+    $$
         U_t = U_{t-1} + X_t, \quad \theta_t = \theta_0 + \alpha t, \quad
         S_t = [U_t \ge \theta_t] - [U_t \le -\theta_t], \quad
         U_t \leftarrow (1 - r)(U_t - \sigma \theta_t S_t)
-
-    with :math:`\sigma = 1` for ``reset_mechanism="subtract"`` and 0 for
+    $$
+    with $\sigma = 1$ for ``reset_mechanism="subtract"`` and 0 for
     ``"none"`` (the paper's default). ``t`` counts steps since the state was
-    started (:meth:`init_eiif`, :meth:`reset_hidden`). Spikes are in
+    started (`init_eiif`, `reset_hidden`). Spikes are in
     {-1, 0, +1} and fire on ``>=`` (snnTorch's own neurons fire on ``>``);
     stepping this neuron ``T`` times gives bit-identical spikes to
-    :class:`bt_neurons.EIIFNode`, whose parameters it holds in ``self.node``.
+    `EIIFNode`, whose parameters it holds in ``self.node``.
 
     Usage follows ``snntorch.Leaky``::
 
@@ -38,13 +37,15 @@ class EIIF(SnnTorchShell):
             spk, mem = eiif(x[step], mem)
 
     Args:
-        threshold: base threshold :math:`\theta_0` (> 0). Default 0.5.
+        threshold: base threshold $\theta_0$ (> 0). Default 0.5.
         alpha: threshold increase per step (>= 0). Default 1.0.
         r: attenuation rate in [0, 1]. Default 1.0.
         spike_grad: snnTorch surrogate (default ``snntorch.surrogate.atan()``).
         init_hidden: keep the state inside the module. Default False.
         output: return ``(spk, mem)`` when ``init_hidden=True``.
-        learn_threshold, learn_alpha, learn_r: make the parameter learnable.
+        learn_threshold: make the parameter learnable.
+        learn_alpha: make the parameter learnable.
+        learn_r: make the parameter learnable.
         reset_mechanism: ``"none"`` (paper) or ``"subtract"`` (soft reset).
         check_finite: raise on NaN / Inf inputs.
     """
@@ -87,7 +88,7 @@ class EIIF(SnnTorchShell):
 
     @property
     def threshold(self) -> Tensor:
-        r"""Base threshold :math:`\theta_0` (``node.theta_0``)."""
+        r"""Base threshold $\theta_0$ (``node.theta_0``)."""
         return self.node.theta_0
 
     @property

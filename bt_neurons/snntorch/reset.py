@@ -14,8 +14,8 @@ def reset(net: nn.Module) -> nn.Module:
 
     ``snntorch.utils.reset(net)`` only knows snnTorch's classes; call this in
     its place (once per batch, before the time loop) in a net that mixes
-    ``snn.Leaky`` and :class:`~bt_neurons.snntorch.EIIF` or
-    :class:`~bt_neurons.snntorch.CustomNeuron` layers.
+    ``snn.Leaky`` and `EIIF` or
+    `CustomNeuron` layers.
 
     Returns:
         ``net``, so that it can be chained.
