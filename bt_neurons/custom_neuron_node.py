@@ -67,8 +67,8 @@ class CustomNeuronNode(neuron.BaseNode):
         >>> import torch
         >>> from bt_neurons import CustomNeuronNode
         >>> node = CustomNeuronNode(theta_base=1.0, amp_pos=0.25, T=8, path="count")
-        >>> node(torch.tensor([0.5, 1.0, -3.0]))
-        tensor([ 0.5000,  2.0000, -6.0000], grad_fn=<ToCopyBackward0>)
+        >>> node(torch.tensor([0.5, 1.0, -3.0])).detach()  # 4 and 8 spikes of 0.25; 8 of -1
+        tensor([ 1.,  2., -8.])
     """
 
     def __init__(
