@@ -3,10 +3,11 @@ r"""CustomNeuronNode: the paper's approximation neuron as a SpikingJelly node.""
 from __future__ import annotations
 
 import torch
-from spikingjelly.activation_based import neuron, surrogate
+from spikingjelly.activation_based import surrogate
 from torch import Tensor, nn
 
 from . import _checks
+from ._two_path_node import TwoPathNode
 from .functional.custom_neuron import (
     custom_neuron_multi_step,
     custom_neuron_step,
@@ -17,7 +18,7 @@ from .functional.staircase import Staircase, constant_input_staircase, evaluate_
 __all__ = ["CustomNeuronNode"]
 
 
-class CustomNeuronNode(neuron.BaseNode):
+class CustomNeuronNode(TwoPathNode):
     r"""The CustomNeuron of BrainTransformers (sections 2.5.1, 2.8.1, eq. 14).
 
     A neuron built for function approximation, every parameter learnable:
@@ -167,23 +168,7 @@ class CustomNeuronNode(neuron.BaseNode):
         if self.decay.requires_grad:
             _checks.check_nonnegative("decay", self.decay)
 
-    def _check_input(self, x: Tensor, min_rank: int, what: str) -> None:
-        _checks.check_floating("x", x)
-        _checks.check_rank("x", x, min_rank, what)
-        if self.check_finite:
-            _checks.check_finite("x", x)
-
     # ------------------------------------------------------------ spike path
-    def materialize_states(self, inputs, states, step_mode):
-        x = inputs[0][0] if step_mode == "m" else inputs[0]
-        v = states[0]
-        dtype = _checks.compute_dtype(x.dtype)
-        if not isinstance(v, Tensor) or v.shape != x.shape:
-            v = torch.zeros(x.shape, dtype=dtype, device=x.device)
-        else:
-            v = v.to(dtype)
-        return (v, *states[1:])
-
     def single_step_functional_forward(self, inputs, states, **kwargs):
         x = inputs[0]
         v, t = states[0], states[1]
@@ -223,20 +208,6 @@ class CustomNeuronNode(neuron.BaseNode):
         )
         return (out_seq.to(x_seq.dtype),), (v, t + T, *states[2:])
 
-    def single_step_forward(self, x: Tensor, *args, **kwargs):
-        if self.path == "count":
-            return self.count(x)
-        self._check_input(x, 1, "[N, *] (step_mode='s')")
-        self._check_parameters()
-        return super().single_step_forward(x, *args, **kwargs)
-
-    def multi_step_forward(self, x_seq: Tensor, *args, **kwargs):
-        if self.path == "count":
-            return self.count(x_seq)
-        self._check_input(x_seq, 2, "[T, N, *] (step_mode='m')")
-        self._check_parameters()
-        return super().multi_step_forward(x_seq, *args, **kwargs)
-
     # ------------------------------------------------------------ count path
     def staircase(self, T: int, dtype: torch.dtype = torch.float32) -> Staircase:
         """The exact staircase of this neuron under constant inputs over ``T`` steps (cached)."""
@@ -254,25 +225,10 @@ class CustomNeuronNode(neuron.BaseNode):
             self._staircase_cache = (key, st)
         return self._staircase_cache[1]
 
-    def count(self, x: Tensor, T: int | None = None) -> Tensor:
-        r"""Total output $\sum_t O_t$ under the constant input ``x`` over ``T`` steps.
-
-        Args:
-            x: constant input, shape ``[N, *]``, floating dtype.
-            T: number of steps; defaults to ``self.T``.
-
-        Returns:
-            Tensor with the shape and dtype of ``x``; equal to the spike path's
-            ``node(x.expand(T, *x.shape)).sum(0)`` from a reset state.
-        """
-        T = self.T if T is None else T
-        if T is None:
-            raise ValueError("T must be given (argument T or the node's T attribute)")
-        _checks.check_timesteps("T", T)
+    def _count(self, x: Tensor, T: int) -> Tensor:
+        """Exact staircase lookup; amplitudes weight each segment's spike pattern."""
         if self.per_step and T > self.T:
             raise ValueError(f"T must be <= {self.T} (the per-step parameters' length), got {T}")
-        self._check_input(x, 0, "[N, *]")
-        self._check_parameters()
         cdt = _checks.compute_dtype(x.dtype)
         st = self.staircase(T, cdt)
         a_pos, a_neg = self.amplitudes(T, dtype=cdt)

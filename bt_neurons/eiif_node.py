@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from spikingjelly.activation_based import neuron, surrogate
+from spikingjelly.activation_based import surrogate
 from torch import Tensor
 
 from . import _checks
 from ._parameters import learnable_set, register_tensor
+from ._two_path_node import TwoPathNode
 from .functional.eiif import eiif_count, eiif_multi_step, eiif_step, eiif_thresholds
 from .functional.staircase import Staircase, constant_input_staircase, evaluate_staircase
 
 __all__ = ["EIIFNode"]
 
 
-class EIIFNode(neuron.BaseNode):
+class EIIFNode(TwoPathNode):
     r"""Excitatory-inhibitory integrate-and-fire neuron (BrainTransformers eq. 1).
 
     Signed spikes, an adaptive threshold and membrane attenuation. For step
@@ -133,23 +134,7 @@ class EIIFNode(neuron.BaseNode):
             _checks.check_nonnegative("alpha", self.alpha)
             _checks.check_unit_interval("r", self.r)
 
-    def _check_input(self, x: Tensor, min_rank: int, what: str) -> None:
-        _checks.check_floating("x", x)
-        _checks.check_rank("x", x, min_rank, what)
-        if self.check_finite:
-            _checks.check_finite("x", x)
-
     # -------------------------------------------------------------- spike path
-    def materialize_states(self, inputs, states, step_mode):
-        x = inputs[0][0] if step_mode == "m" else inputs[0]
-        v, t = states[0], states[1]
-        dtype = _checks.compute_dtype(x.dtype)
-        if not isinstance(v, Tensor) or v.shape != x.shape:
-            v = torch.zeros(x.shape, dtype=dtype, device=x.device)
-        else:
-            v = v.to(dtype)
-        return (v, t, *states[2:])
-
     def single_step_functional_forward(self, inputs, states, **kwargs):
         x = inputs[0]
         v, t = states[0], states[1]
@@ -183,20 +168,6 @@ class EIIFNode(neuron.BaseNode):
         )
         return (spike_seq.to(x_seq.dtype),), (v, t + T, *states[2:])
 
-    def single_step_forward(self, x: Tensor, *args, **kwargs):
-        if self.path == "count":
-            return self.count(x)
-        self._check_input(x, 1, "[N, *] (step_mode='s')")
-        self._check_parameters()
-        return super().single_step_forward(x, *args, **kwargs)
-
-    def multi_step_forward(self, x_seq: Tensor, *args, **kwargs):
-        if self.path == "count":
-            return self.count(x_seq)
-        self._check_input(x_seq, 2, "[T, N, *] (step_mode='m')")
-        self._check_parameters()
-        return super().multi_step_forward(x_seq, *args, **kwargs)
-
     # -------------------------------------------------------------- count path
     def staircase(self, T: int, dtype: torch.dtype = torch.float32) -> Staircase:
         """The exact staircase of this neuron under constant inputs over ``T`` steps (cached)."""
@@ -210,23 +181,8 @@ class EIIFNode(neuron.BaseNode):
             self._staircase_cache = (key, st)
         return self._staircase_cache[1]
 
-    def count(self, x: Tensor, T: int | None = None) -> Tensor:
-        """Spike count of each neuron under the constant input ``x`` over ``T`` steps.
-
-        Args:
-            x: constant input, shape ``[N, *]`` (or any shape), floating dtype.
-            T: number of steps; defaults to ``self.T``.
-
-        Returns:
-            Counts in ``[-T, T]``, shape and dtype of ``x``; equal to the spike
-            path's ``node(x.expand(T, *x.shape)).sum(0)`` from a reset state.
-        """
-        T = self.T if T is None else T
-        if T is None:
-            raise ValueError("T must be given (argument T or the node's T attribute)")
-        _checks.check_timesteps("T", T)
-        self._check_input(x, 0, "[N, *]")
-        self._check_parameters()
+    def _count(self, x: Tensor, T: int) -> Tensor:
+        """Closed form for ``r = 1``; exact staircase lookup otherwise."""
         if not self.r.requires_grad and self.r.item() == 1.0:
             return eiif_count(x, T, self.theta_0, self.alpha)
         cdt = _checks.compute_dtype(x.dtype)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["InclusiveSpike"]
+__all__ = ["InclusiveSpike", "inclusive_spike"]
 
 
 class InclusiveSpike(nn.Module):
@@ -32,3 +32,12 @@ class InclusiveSpike(nn.Module):
             return hard
         soft = self.spike_grad(u)
         return soft + (hard - soft).detach()
+
+
+def inclusive_spike(spike_grad: Callable[[Tensor], Tensor] | None) -> InclusiveSpike:
+    """``InclusiveSpike`` around ``spike_grad`` (default ``snntorch.surrogate.atan()``, as snnTorch)."""
+    if spike_grad is None:
+        from snntorch import surrogate
+
+        spike_grad = surrogate.atan()
+    return InclusiveSpike(spike_grad)

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from .._checks import check_choice
 from ..custom_neuron_node import CustomNeuronNode
-from ._inclusive_spike import InclusiveSpike
+from ._inclusive_spike import inclusive_spike
 from ._stateful import SnnTorchShell
 
 __all__ = ["CustomNeuron"]
@@ -61,10 +61,6 @@ class CustomNeuron(SnnTorchShell):
         check_finite: bool = True,
     ) -> None:
         check_choice("reset_mechanism", reset_mechanism, ("none", "subtract"))
-        if spike_grad is None:
-            from snntorch import surrogate
-
-            spike_grad = surrogate.atan()
         node = CustomNeuronNode(
             theta_base=threshold,
             alpha=alpha,
@@ -75,7 +71,7 @@ class CustomNeuron(SnnTorchShell):
             T=T,
             per_step=per_step,
             learnable=learnable,
-            surrogate_function=InclusiveSpike(spike_grad),
+            surrogate_function=inclusive_spike(spike_grad),
             check_finite=check_finite,
         )
         super().__init__(node, init_hidden=init_hidden, output=output)

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from .._checks import check_choice
 from ..eiif_node import EIIFNode
-from ._inclusive_spike import InclusiveSpike
+from ._inclusive_spike import inclusive_spike
 from ._stateful import SnnTorchShell
 
 __all__ = ["EIIF"]
@@ -65,10 +65,6 @@ class EIIF(SnnTorchShell):
         check_finite: bool = True,
     ) -> None:
         check_choice("reset_mechanism", reset_mechanism, ("none", "subtract"))
-        if spike_grad is None:
-            from snntorch import surrogate
-
-            spike_grad = surrogate.atan()
         learnable: Iterable[str] = [
             name
             for name, flag in (("theta_0", learn_threshold), ("alpha", learn_alpha), ("r", learn_r))
@@ -80,7 +76,7 @@ class EIIF(SnnTorchShell):
             r=r,
             soft_reset=reset_mechanism == "subtract",
             learnable=learnable,
-            surrogate_function=InclusiveSpike(spike_grad),
+            surrogate_function=inclusive_spike(spike_grad),
             check_finite=check_finite,
         )
         super().__init__(node, init_hidden=init_hidden, output=output)

@@ -1,0 +1,82 @@
+"""What the SpikingJelly faces of every bt-neurons neuron share."""
+
+from __future__ import annotations
+
+import torch
+from spikingjelly.activation_based import neuron
+from torch import Tensor
+
+from . import _checks
+
+__all__ = ["TwoPathNode"]
+
+
+class TwoPathNode(neuron.BaseNode):
+    """A ``BaseNode`` with a spike path and a count path.
+
+    Subclasses implement ``single_step_functional_forward`` /
+    ``multi_step_functional_forward`` (the spike path), ``_count(x, T)`` (the
+    count path) and ``_check_parameters()``; they register a memory ``t`` (steps
+    since reset) and set ``T``, ``path`` and ``check_finite``. This base
+    validates inputs, keeps the membrane in the compute dtype and routes
+    ``forward`` to the chosen path.
+    """
+
+    T: int | None
+    path: str
+    check_finite: bool
+
+    def _check_parameters(self) -> None:  # pragma: no cover - overridden
+        """Re-validate learnable parameters that training may have moved."""
+
+    def _check_input(self, x: Tensor, min_rank: int, what: str) -> None:
+        _checks.check_floating("x", x)
+        _checks.check_rank("x", x, min_rank, what)
+        if self.check_finite:
+            _checks.check_finite("x", x)
+
+    def materialize_states(self, inputs, states, step_mode):
+        x = inputs[0][0] if step_mode == "m" else inputs[0]
+        v = states[0]
+        dtype = _checks.compute_dtype(x.dtype)
+        if not isinstance(v, Tensor) or v.shape != x.shape:
+            v = torch.zeros(x.shape, dtype=dtype, device=x.device)
+        else:
+            v = v.to(dtype)
+        return (v, *states[1:])
+
+    def single_step_forward(self, x: Tensor, *args, **kwargs):
+        if self.path == "count":
+            return self.count(x)
+        self._check_input(x, 1, "[N, *] (step_mode='s')")
+        self._check_parameters()
+        return super().single_step_forward(x, *args, **kwargs)
+
+    def multi_step_forward(self, x_seq: Tensor, *args, **kwargs):
+        if self.path == "count":
+            return self.count(x_seq)
+        self._check_input(x_seq, 2, "[T, N, *] (step_mode='m')")
+        self._check_parameters()
+        return super().multi_step_forward(x_seq, *args, **kwargs)
+
+    def _count(self, x: Tensor, T: int) -> Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def count(self, x: Tensor, T: int | None = None) -> Tensor:
+        """Total output under the constant input ``x`` over ``T`` steps, without stepping.
+
+        Args:
+            x: constant input, shape ``[N, *]``, floating dtype.
+            T: number of steps; defaults to the node's ``T``.
+
+        Returns:
+            Tensor with the shape and dtype of ``x``, equal to the spike path's
+            ``node(x.expand(T, *x.shape)).sum(0)`` from a reset state.
+        """
+        T = self.T if T is None else T
+        if T is None:
+            raise ValueError("T must be given (argument T or the node's T attribute)")
+        _checks.check_timesteps("T", T)
+        self._check_input(x, 0, "[N, *]")
+        self._check_parameters()
+        return self._count(x, T)
