@@ -48,11 +48,19 @@ def test_upper_layers_import_as_subpackages_from_their_folders():
     assert Path(models.__file__).resolve() == ROOT / "models" / "__init__.py"
 
 
-def test_layering_bt_neurons_does_not_import_upper_layers():
-    for path in (ROOT / "bt_neurons").rglob("*.py"):
-        text = path.read_text()
-        assert "approximators" not in text.replace("bt_neurons.approximators`", ""), path
-        assert "bt_neurons.models" not in text, path
+def test_layering_imports_flow_one_way():
+    import re
+
+    upward = {
+        "bt_neurons": re.compile(
+            r"^\s*(from|import)\s+(bt_neurons\.)?(approximators|models)\b|^\s*from\s+\.\.?(approximators|models)"
+        ),
+        "approximators": re.compile(r"^\s*(from|import)\s+(bt_neurons\.)?models\b|^\s*from\s+\.\.?models"),
+    }
+    for folder, pattern in upward.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            bad = [line for line in path.read_text().splitlines() if pattern.search(line)]
+            assert not bad, f"{path} imports an upper layer: {bad}"
 
 
 def test_version():

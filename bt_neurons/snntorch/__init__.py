@@ -7,6 +7,6 @@ run the same dynamics as the SpikingJelly nodes in `bt_neurons`.
 
 from .custom_neuron import CustomNeuron
 from .eiif import EIIF
-from .reset import detach_hidden, reset
+from .reset import detach_hidden, register_resettable, reset
 
-__all__ = ["EIIF", "CustomNeuron", "reset", "detach_hidden"]
+__all__ = ["EIIF", "CustomNeuron", "reset", "detach_hidden", "register_resettable"]

@@ -6,7 +6,18 @@ from torch import nn
 
 from ._stateful import SnnTorchShell
 
-__all__ = ["reset", "detach_hidden"]
+__all__ = ["reset", "detach_hidden", "register_resettable"]
+
+_RESETTABLE: list[type] = [SnnTorchShell]
+
+
+def register_resettable(cls: type) -> type:
+    """Make :func:`reset` and :func:`detach_hidden` handle ``cls`` (which must have
+    ``reset_hidden()`` and ``detach_hidden()``); used by the upper layers'
+    snnTorch faces, e.g. the approximators'."""
+    if cls not in _RESETTABLE:
+        _RESETTABLE.append(cls)
+    return cls
 
 
 def reset(net: nn.Module) -> nn.Module:
@@ -24,7 +35,7 @@ def reset(net: nn.Module) -> nn.Module:
 
     utils.reset(net)
     for module in net.modules():
-        if isinstance(module, SnnTorchShell):
+        if isinstance(module, tuple(_RESETTABLE)):
             module.reset_hidden()
     return net
 
@@ -32,6 +43,6 @@ def reset(net: nn.Module) -> nn.Module:
 def detach_hidden(net: nn.Module) -> nn.Module:
     """Detach the hidden state of every bt-neurons neuron in ``net`` (truncated BPTT)."""
     for module in net.modules():
-        if isinstance(module, SnnTorchShell):
+        if isinstance(module, tuple(_RESETTABLE)):
             module.detach_hidden()
     return net

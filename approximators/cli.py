@@ -1,0 +1,228 @@
+"""``bt-fit``: fit a spiking approximator of a function from the shell.
+
+Examples::
+
+    bt-fit silu                                  # a built-in target, default settings
+    bt-fit --list                                # the built-in targets and their domains
+    bt-fit mypkg.mymodule:myfunc --domain -4 4   # your own function, imported by path
+    bt-fit exp --neurons 32 --timesteps 8 --out fitted/
+
+It writes ``<name>.safetensors``, ``<name>.json`` and ``<name>.png`` to
+``--out`` (default: the current folder), all three or none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["main", "resolve_function"]
+
+
+class CLIError(Exception):
+    """A mistake in the command line; printed as ``bt-fit: error: ...`` with exit status 2."""
+
+
+def resolve_function(spec: str) -> Callable[[Tensor], Tensor]:
+    """Import ``module.path:function`` (never evaluates text) and return a float64 tensor function.
+
+    The function may accept a tensor (preferred) or a single float; in the
+    latter case it is applied element by element.
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise CLIError(f"a function target must look like 'package.module:function', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CLIError(f"cannot import module {module_name!r} for target {spec!r}: {exc}") from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise CLIError(f"module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise CLIError(f"{spec!r} is not callable")
+    fn = obj
+
+    def as_tensor_function(x: Tensor) -> Tensor:
+        try:
+            y = fn(x)
+            if isinstance(y, Tensor) and y.shape == x.shape:
+                return y.to(torch.float64)
+            y = torch.as_tensor(y, dtype=torch.float64)
+            if y.shape == x.shape:
+                return y
+        except (TypeError, ValueError, RuntimeError):
+            pass  # not a tensor function: fall back to one float at a time
+        return torch.tensor(
+            [float(fn(float(v))) for v in x.reshape(-1).tolist()], dtype=torch.float64
+        ).reshape(x.shape)
+
+    as_tensor_function.__name__ = attr.split(".")[-1]
+    return as_tensor_function
+
+
+def _list_targets() -> str:
+    from .targets import BUILTIN_TARGETS
+
+    lines = [f"{'target':<11}{'domain':<22}{'neurons':>8}{'steps':>6}  description"]
+    for spec in BUILTIN_TARGETS.values():
+        lo, hi = spec.full_domain
+        dom = f"[{lo:g}, {hi:g}]" + (" (log)" if spec.partition == "log" else "")
+        lines.append(f"{spec.name:<11}{dom:<22}{spec.neurons:>8}{spec.timesteps:>6}  {spec.description}")
+    return "\n".join(lines)
+
+
+def _check_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".bt-fit-probe-"):
+            pass
+    except OSError as exc:
+        raise CLIError(f"--out {str(out)!r} is not a writable folder: {exc.strerror or exc}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bt-fit",
+        description="Fit an array of spiking CustomNeurons to a function and save it.",
+        epilog="Built-in targets: bt-fit --list. Your own: bt-fit package.module:function --domain LO HI.",
+    )
+    p.add_argument("target", nargs="?", help="a built-in target name or package.module:function")
+    p.add_argument("--list", action="store_true", help="list the built-in targets and exit")
+    p.add_argument("--domain", nargs=2, type=float, metavar=("LO", "HI"), help="domain covered by neurons")
+    p.add_argument("--neurons", type=int, help="number of neurons P")
+    p.add_argument("--timesteps", type=int, help="time steps per neuron T (max spikes per evaluation)")
+    p.add_argument("--partition", choices=["linear", "log", "power"], help="how the domain is split")
+    p.add_argument("--symmetry", choices=["none", "even", "odd"], help="use f(-x) = f(x) or -f(x)")
+    p.add_argument("--metric", choices=["abs", "rel"], help="minimise absolute or relative error")
+    p.add_argument("--steps", type=int, default=300, help="gradient-descent steps (default 300)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", default=".", help="output folder (default: current folder)")
+    p.add_argument("--name", help="file stem of the outputs (default: the target's name)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bt_neurons import __version__
+
+    from .fitting import fit_approximator
+    from .plotting import plot_fit
+    from .storage import approximator_writers, atomic_write_files
+    from .targets import TargetSpec, get_target
+
+    if args.target is None:
+        raise CLIError("a target is required (e.g. 'bt-fit silu'; 'bt-fit --list' shows the built-ins)")
+    if ":" in args.target:
+        fn = resolve_function(args.target)
+        if args.domain is None:
+            raise CLIError("--domain LO HI is required for a function target")
+        spec = TargetSpec(fn.__name__, fn, (args.domain[0], args.domain[1]))
+    else:
+        try:
+            spec = get_target(args.target)
+        except KeyError as exc:
+            raise CLIError(exc.args[0]) from None
+    if args.domain is not None:
+        lo, hi = args.domain
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise CLIError(f"--domain must be finite numbers, got {lo} {hi}")
+        if not lo < hi:
+            raise CLIError(f"--domain is empty: LO must be < HI, got {lo:g} {hi:g}")
+    for opt in ("neurons", "timesteps"):
+        v = getattr(args, opt)
+        if v is not None and v < (2 if opt == "timesteps" else 1):
+            raise CLIError(f"--{opt} must be >= {2 if opt == 'timesteps' else 1}, got {v}")
+    if args.timesteps is not None and args.timesteps > 64:
+        raise CLIError(f"--timesteps must be <= 64, got {args.timesteps}")
+    if args.steps < 0:
+        raise CLIError(f"--steps must be >= 0, got {args.steps}")
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise CLIError(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError("--device cuda was requested but CUDA is not available")
+    out = Path(args.out)
+    _check_out(out)
+    name = args.name or spec.name
+
+    start = time.perf_counter()
+    try:
+        result = fit_approximator(
+            spec,
+            tuple(args.domain) if args.domain else None,
+            neurons=args.neurons,
+            timesteps=args.timesteps,
+            partition=args.partition,
+            symmetry=args.symmetry,
+            metric=args.metric,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+            progress=not args.quiet,
+            name=name,
+        )
+    except (ValueError, TypeError) as exc:
+        raise CLIError(str(exc)) from None
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the user's function raised
+        raise CLIError(f"the target function raised {type(exc).__name__}: {exc}") from None
+    elapsed = time.perf_counter() - start
+
+    approx, report, settings = result.approximator, result.report, result.settings
+    shape = f"{approx.neurons} neurons x {approx.T} steps"
+    print(f"bt-fit {spec.name}: {shape} on {spec.full_domain}, {elapsed:.1f} s")
+    for line in report.lines():
+        print("  " + line)
+    metadata = {
+        **settings,
+        "errors": report.as_dict(),
+        "bt_neurons_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "command": "bt-fit " + " ".join(args.argv),
+    }
+    writers = approximator_writers(approx, out, name, metadata)
+    writers.append(
+        (
+            out / f"{name}.png",
+            lambda p: plot_fit(approx, spec.fn, spec.full_domain, p, title=f"bt-fit {spec.name}"),
+        )
+    )
+    files = atomic_write_files(writers)
+    print("wrote " + ", ".join(str(p) for p in files))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``bt-fit``; returns the exit status."""
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    if args.list:
+        print(_list_targets())
+        return 0
+    try:
+        return _run(args)
+    except CLIError as exc:
+        print(f"bt-fit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bt-fit: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

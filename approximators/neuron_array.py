@@ -1,0 +1,365 @@
+r"""An array of CustomNeurons whose summed spikes approximate a function.
+
+The input range is partitioned among ``P`` neurons (`partition.make_edges`).
+An input ``x`` is routed to the neuron ``k`` whose cell
+:math:`[e_k, e_{k+1})` holds it (for an even or odd target, the cell of
+:math:`|x|`), and drives it with the constant current
+
+$$
+u = 1 + \frac{z - e_k}{e_{k+1} - e_k} \in [1, 2), \qquad z = x \text{ or } |x|.
+$$
+
+Neuron ``k`` is a `CustomNeuronNode` with decay
+:math:`\lambda = 0`, no reset, per-step thresholds :math:`\theta_{k,t}` and
+per-step amplitudes :math:`A_{k,t}` (paper eq. 14): at step ``t`` it fires
+iff :math:`u \ge \theta_{k,t}` and emits :math:`A_{k,t}`. Over ``T`` steps
+
+$$
+y(x) = s(x) \sum_{t<T} A_{k,t}\,[u \ge \theta_{k,t}],
+$$
+
+with :math:`s(x) = \operatorname{sign}(x)` for odd targets, 1 otherwise. A
+threshold below 1 fires for every input of the cell (the fitter puts step 0
+there, so :math:`A_{k,0}` is the cell's base value); one at 2 or above never
+fires. Each neuron is thus a staircase of up to ``T`` levels on its cell, and
+the array a staircase of up to ``P T`` levels on the domain.
+
+Outside the domain the approximator follows the target's linear asymptote
+(``left_tail`` / ``right_tail`` = ``(slope, intercept)`` in ``z``): a linear
+map of the input, which in a spiking network is a synapse, not a neuron. Its
+contribution is emitted at step 0.
+
+**Count path.** Because ``u`` lies in ``[1, 2)``, comparing it with a
+threshold is the same as comparing the integer bit patterns of the two
+float32 numbers. Every threshold becomes the integer key
+``k * 2**24 + bits(theta) - bits(1.0)``; one sorted search over the ``P (T + 1)``
+keys finds, for every input, how many of its neuron's thresholds it has
+reached and the cumulative amplitude. This is exactly what the spike path
+computes, for every input, without stepping.
+"""
+
+from __future__ import annotations
+
+import torch
+from spikingjelly.activation_based import base, surrogate
+from torch import Tensor, nn
+
+from bt_neurons import _checks
+from bt_neurons.functional import custom_neuron_step
+
+__all__ = ["NeuronArrayApproximator", "SYMMETRIES"]
+
+SYMMETRIES = ("none", "even", "odd")
+_ONE_BITS = 0x3F800000  # bits of float32 1.0
+_BLOCK = 1 << 24  # key space per neuron
+_MANTISSA = 1 << 23  # keys of u in [1, 2) are 0 .. 2**23 - 1
+_BELOW_TWO = float(torch.nextafter(torch.tensor(2.0), torch.tensor(0.0)))
+
+
+class NeuronArrayApproximator(base.MemoryModule):
+    r"""Array of ``P`` CustomNeurons approximating a function (see the module docs).
+
+    A SpikingJelly multi-step module with two paths:
+
+    - ``path="count"`` (default): input ``x`` ``[N, *]`` (any shape), output
+      :math:`y(x)` with the shape and dtype of ``x``, no stepping;
+    - ``path="spike"``: input ``x_seq`` ``[T, N, *]`` (step mode ``"m"``) or
+      ``[N, *]`` (``"s"``), the current of each step; output the amplitude of
+      each step's spike, same shape. For a constant input its sum over the
+      ``T`` steps equals the count path.
+
+    Args:
+        edges: ``[P + 1]`` strictly increasing cell edges (float32 after rounding).
+        timesteps: ``T``, steps per neuron (1 to 64).
+        symmetry: ``"none"``, ``"even"`` (``y(-x) = y(x)``) or ``"odd"``
+            (``y(-x) = -y(x)``); with a symmetry the edges cover ``|x|``.
+        left_tail: ``(slope, intercept)`` of ``y`` for ``z < e_0``.
+        right_tail: ``(slope, intercept)`` of ``y`` for ``z > e_P``.
+        thresholds: initial ``[P, T]`` thresholds (default: step 0 at 0.5, the
+            others evenly spread over ``(1, 2)``).
+        amplitudes: initial ``[P, T]`` amplitudes (default zeros).
+        path: ``"count"`` or ``"spike"``.
+        step_mode: ``"m"`` or ``"s"`` (spike path).
+        surrogate_function: surrogate of the spike path (default ``surrogate.ATan()``).
+        name: a label (the target's name).
+        check_finite: raise on NaN / Inf inputs.
+    """
+
+    def __init__(
+        self,
+        edges: Tensor,
+        timesteps: int,
+        *,
+        symmetry: str = "none",
+        left_tail: tuple[float, float] = (0.0, 0.0),
+        right_tail: tuple[float, float] = (0.0, 0.0),
+        thresholds: Tensor | None = None,
+        amplitudes: Tensor | None = None,
+        path: str = "count",
+        step_mode: str = "m",
+        surrogate_function: surrogate.SurrogateFunctionBase | None = None,
+        name: str = "custom",
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__()
+        T = _checks.check_timesteps("timesteps", timesteps)
+        if T > 64:
+            raise ValueError(f"timesteps must be <= 64, got {T}")
+        _checks.check_choice("symmetry", symmetry, SYMMETRIES)
+        _checks.check_choice("path", path, ("count", "spike"))
+        self.step_mode = _checks.check_choice("step_mode", step_mode, ("s", "m"))
+        edges = torch.as_tensor(edges, dtype=torch.float32).detach().clone()
+        if edges.dim() != 1 or len(edges) < 2 or not bool((edges[1:] > edges[:-1]).all()):
+            raise ValueError(
+                "edges must be a strictly increasing 1-D sequence of at least 2 values (float32)"
+            )
+        _checks.check_finite("edges", edges)
+        if symmetry != "none" and edges[0].item() < 0:
+            raise ValueError(f"with symmetry={symmetry!r} the edges cover |x| and must start at >= 0")
+        P = len(edges) - 1
+        if thresholds is None:
+            thresholds = torch.empty(P, T)
+            thresholds[:, 0] = 0.5
+            thresholds[:, 1:] = 1 + torch.arange(1, T) / T
+        if amplitudes is None:
+            amplitudes = torch.zeros(P, T)
+        for nm, t in (("thresholds", thresholds), ("amplitudes", amplitudes)):
+            if tuple(t.shape) != (P, T):
+                raise ValueError(f"{nm} must have shape [P, T] = [{P}, {T}], got {tuple(t.shape)}")
+            _checks.check_finite(nm, t)
+        self.register_buffer("edges", edges)
+        self.register_buffer("left_tail", torch.tensor(left_tail, dtype=torch.float32))
+        self.register_buffer("right_tail", torch.tensor(right_tail, dtype=torch.float32))
+        self.thresholds = nn.Parameter(torch.as_tensor(thresholds, dtype=torch.float32).clone())
+        self.amplitudes = nn.Parameter(torch.as_tensor(amplitudes, dtype=torch.float32).clone())
+        self.register_memory("t", 0)
+        self.T = T
+        self.symmetry = symmetry
+        self.path = path
+        self.name = name
+        self.check_finite = check_finite
+        self.surrogate_function = surrogate_function if surrogate_function is not None else surrogate.ATan()
+        self._table_cache: tuple[tuple, tuple[Tensor, Tensor, Tensor]] | None = None
+
+    @property
+    def neurons(self) -> int:
+        """Number of neurons ``P``."""
+        return len(self.edges) - 1
+
+    @property
+    def domain(self) -> tuple[float, float]:
+        """``(e_0, e_P)``: the range of ``z`` covered by neurons."""
+        return self.edges[0].item(), self.edges[-1].item()
+
+    def extra_repr(self) -> str:
+        return (
+            f"name={self.name!r}, neurons={self.neurons}, T={self.T}, domain={self.domain}, "
+            f"symmetry={self.symmetry!r}, path={self.path!r}, step_mode={self.step_mode!r}"
+        )
+
+    def supported_step_mode(self):
+        return ("s", "m")
+
+    # ----------------------------------------------------------------- routing
+    def route(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Route inputs to neurons.
+
+        Returns:
+            ``(k, u, inside, z)``: neuron index (long), local current in
+            ``[1, 2)`` (float32), whether ``z`` lies in the domain, and ``z``
+            (``x`` or ``|x|``, float32); all shaped like ``x``.
+        """
+        z = x.detach().to(torch.float32)
+        if self.symmetry != "none":
+            z = z.abs()
+        k = (torch.bucketize(z, self.edges, right=True) - 1).clamp_(0, self.neurons - 1)
+        lo = self.edges[k]
+        u = (1 + (z - lo) / (self.edges[k + 1] - lo)).clamp_(1.0, _BELOW_TWO)
+        inside = (z >= self.edges[0]) & (z <= self.edges[-1])
+        return k, u, inside, z
+
+    def _tails(self, x: Tensor, z: Tensor) -> Tensor:
+        """Value of the linear asymptotes in ``z`` (before the symmetry sign), float32."""
+        left = self.left_tail[0] * z + self.left_tail[1]
+        right = self.right_tail[0] * z + self.right_tail[1]
+        return torch.where(z < self.edges[0], left, right)
+
+    def _sign(self, x: Tensor) -> Tensor | None:
+        return torch.sign(x.detach()).to(torch.float32) if self.symmetry == "odd" else None
+
+    def _check_input(self, x: Tensor, min_rank: int, what: str) -> None:
+        _checks.check_floating("x", x)
+        _checks.check_rank("x", x, min_rank, what)
+        if self.check_finite:
+            _checks.check_finite("x", x)
+
+    # -------------------------------------------------------------- spike path
+    def single_step_functional_forward(self, inputs, states, **kwargs):
+        x = inputs[0]
+        t = states[0]
+        if t >= self.T:
+            raise ValueError(
+                f"this approximator's neurons have T={self.T} steps, step {t} was requested; "
+                "call functional.reset_net first"
+            )
+        k, u, inside, z = self.route(x)
+        theta = self.thresholds[:, t][k]
+        amp = self.amplitudes[:, t][k]
+        u = u + (x.to(torch.float32) - x.to(torch.float32).detach()) * self._input_gain(x, k)
+        out, _, _ = custom_neuron_step(
+            u,
+            torch.zeros((), dtype=u.dtype),
+            theta,
+            torch.zeros(()),
+            amp,
+            amp,
+            self.surrogate_function,
+            reset=False,
+        )
+        tail = self._tails(x, z) if t == 0 else torch.zeros_like(z)
+        out = torch.where(inside, out, tail)
+        sign = self._sign(x)
+        if sign is not None:
+            out = out * sign
+        return (out.to(x.dtype),), (t + 1, *states[1:])
+
+    def _input_gain(self, x: Tensor, k: Tensor) -> Tensor:
+        """``du/dx`` inside the cell (for surrogate gradients to the input)."""
+        gain = 1 / (self.edges[k + 1] - self.edges[k])
+        if self.symmetry != "none":
+            gain = gain * torch.sign(x.detach()).to(torch.float32)
+        return gain
+
+    def single_step_forward(self, x: Tensor, *args, **kwargs):
+        if self.path == "count":
+            return self.count(x)
+        self._check_input(x, 1, "[N, *] (step_mode='s')")
+        return super().single_step_forward(x, *args, **kwargs)
+
+    def multi_step_forward(self, x_seq: Tensor, *args, **kwargs):
+        if self.path == "count":
+            return self.count(x_seq)
+        self._check_input(x_seq, 2, "[T, N, *] (step_mode='m')")
+        return super().multi_step_forward(x_seq, *args, **kwargs)
+
+    # -------------------------------------------------------------- count path
+    def _table(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Sorted integer keys ``[P (T+1)]``, cumulative amplitudes and spike counts."""
+        key = (self.thresholds._version, self.amplitudes._version, self.thresholds.data_ptr())
+        grad = torch.is_grad_enabled() and self.amplitudes.requires_grad
+        if not grad and self._table_cache is not None and self._table_cache[0] == key:
+            return self._table_cache[1]
+        P, T = self.thresholds.shape
+        thr = self.thresholds.detach().to(torch.float32)
+        bits = thr.view(torch.int32).to(torch.int64) - _ONE_BITS
+        local = torch.where(thr < 1, torch.full_like(bits, -1), torch.where(thr >= 2, _MANTISSA, bits))
+        local, order = torch.sort(local, dim=1, stable=True)
+        base_key = torch.arange(P, device=thr.device, dtype=torch.int64).unsqueeze(1) * _BLOCK
+        keys = torch.cat([torch.full((P, 1), -2, dtype=torch.int64, device=thr.device), local], 1) + base_key
+        amp = self.amplitudes.to(torch.float64).gather(1, order)
+        zeros = torch.zeros(P, 1, dtype=torch.float64, device=thr.device)
+        values = torch.cat([zeros, torch.cumsum(amp, 1)], 1)
+        counts = torch.arange(T + 1, device=thr.device).expand(P, T + 1)
+        table = (keys.reshape(-1).contiguous(), values.reshape(-1), counts.reshape(-1))
+        if not grad:
+            self._table_cache = (key, table)
+        return table
+
+    def _lookup(self, k: Tensor, u: Tensor) -> Tensor:
+        keys = self._table()[0]
+        uk = k * _BLOCK + (u.view(torch.int32).to(torch.int64) - _ONE_BITS)
+        return torch.searchsorted(keys, uk, right=True) - 1
+
+    def count(self, x: Tensor) -> Tensor:
+        r"""$y(x)$ without stepping: the sum over ``T`` steps of the spike path's output.
+
+        Gradients: exact for the amplitudes; for ``x`` a straight-through
+        estimate, the mean slope of the neuron's staircase over its cell (the
+        tail's slope outside the domain). Thresholds train on the spike path
+        or with the fitter's smooth relaxation.
+
+        Args:
+            x: inputs, any shape, floating dtype.
+
+        Returns:
+            Tensor with the shape and dtype of ``x``.
+        """
+        self._check_input(x, 0, "[N, *]")
+        k, u, inside, z = self.route(x)
+        _, values, _ = self._table()
+        idx = self._lookup(k, u)
+        inner = values[idx].to(torch.float32)
+        out = torch.where(inside, inner, self._tails(x, z))
+        sign = self._sign(x)
+        if sign is not None:
+            out = out * sign
+        if x.requires_grad:
+            out = out + self._slope(x, k, inside) * (x - x.detach()).to(torch.float32)
+        return out.to(x.dtype)
+
+    def _slope(self, x: Tensor, k: Tensor, inside: Tensor) -> Tensor:
+        with torch.no_grad():
+            P = self.neurons
+            ks = torch.arange(P, device=x.device)
+            _, values, _ = self._table()
+            bottom = values[self._lookup(ks, torch.ones(P, device=x.device))]
+            top = values[self._lookup(ks, torch.full((P,), _BELOW_TWO, device=x.device))]
+            slope = ((top - bottom) / (self.edges[1:] - self.edges[:-1]).double()).to(torch.float32)
+            z_slope = torch.where(
+                inside,
+                slope[k],
+                torch.where(x.detach().abs() < self.edges[0], self.left_tail[0], self.right_tail[0])
+                if self.symmetry != "none"
+                else torch.where(x.detach() < self.edges[0], self.left_tail[0], self.right_tail[0]),
+            )
+            if self.symmetry == "even":
+                z_slope = z_slope * torch.sign(x.detach()).to(torch.float32)
+            return z_slope
+
+    def spikes_per_input(self, x: Tensor) -> Tensor:
+        """Number of spikes each input makes its neuron emit over ``T`` steps (0 outside the domain)."""
+        self._check_input(x, 0, "[N, *]")
+        with torch.no_grad():
+            k, u, inside, _ = self.route(x)
+            counts = self._table()[2]
+            return torch.where(inside, counts[self._lookup(k, u)], torch.zeros_like(k))
+
+    # ------------------------------------------------------------------ files
+    @staticmethod
+    def arguments_from_files(stem) -> tuple[dict, dict]:
+        """Constructor arguments and metadata read from ``<stem>.safetensors`` / ``.json``."""
+        from .storage import read_approximator_files
+
+        tensors, meta = read_approximator_files(stem)
+        args = dict(
+            edges=tensors["edges"],
+            timesteps=int(meta["timesteps"]),
+            symmetry=meta["symmetry"],
+            left_tail=tuple(tensors["left_tail"].tolist()),
+            right_tail=tuple(tensors["right_tail"].tolist()),
+            thresholds=tensors["thresholds"],
+            amplitudes=tensors["amplitudes"],
+            name=str(meta["target"]),
+        )
+        return args, meta
+
+    @classmethod
+    def load(cls, stem, **kwargs) -> NeuronArrayApproximator:
+        """Load an approximator saved by :meth:`save` or ``bt-fit`` (``stem`` without suffix).
+
+        Keyword arguments (``path``, ``step_mode``, ``surrogate_function``,
+        ``check_finite``) are passed to the constructor.
+        """
+        args, meta = cls.arguments_from_files(stem)
+        approx = NeuronArrayApproximator(**args, **kwargs)
+        approx.metadata = meta
+        return approx
+
+    def save(self, directory, name: str | None = None, metadata: dict | None = None):
+        """Write ``<name>.safetensors`` and ``<name>.json`` to ``directory`` atomically."""
+        from .storage import save_approximator
+
+        meta = dict(getattr(self, "metadata", {}) or {})
+        meta.update(metadata or {})
+        meta.setdefault("target", self.name)
+        return save_approximator(self, directory, name or self.name, meta)
