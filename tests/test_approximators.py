@@ -7,11 +7,6 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
-from spikingjelly.activation_based import functional
-from strategies import inputs
-
 from bt_neurons.approximators import (
     BUILTIN_APPROXIMATORS,
     BUILTIN_TARGETS,
@@ -23,6 +18,11 @@ from bt_neurons.approximators import (
     make_edges,
 )
 from bt_neurons.approximators.builtin import PRETRAINED_DIR
+from hypothesis import given
+from hypothesis import strategies as st
+from spikingjelly.activation_based import functional
+from strategies import inputs
+
 from bt_neurons.snntorch import reset
 
 

@@ -7,7 +7,6 @@ import textwrap
 
 import pytest
 import torch
-
 from bt_neurons.approximators import NeuronArrayApproximator, cli
 from bt_neurons.approximators.targets import BUILTIN_TARGETS
 
