@@ -70,11 +70,54 @@ def custom_staircase(out: Path) -> Path:
     return path
 
 
+def approximator_accuracy(out: Path) -> Path:
+    """SiLU approximation error against neurons and time steps (the fitter's own numbers)."""
+    from bt_neurons.approximators import fit_approximator
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for T in (4, 8, 16):
+        ps = (8, 16, 32, 64, 128)
+        errs = [fit_approximator("silu", neurons=P, timesteps=T, steps=50).report.max_abs for P in ps]
+        axes[0].loglog(ps, errs, marker="o", label=f"T = {T} steps")
+    axes[0].set_xlabel("neurons P on [-8, 8]")
+    axes[0].set_ylabel("max abs error of SiLU")
+    axes[0].grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    for P in (16, 64):
+        ts = (2, 4, 8, 16, 32)
+        errs = [fit_approximator("silu", neurons=P, timesteps=T, steps=50).report.rel_l2 for T in ts]
+        axes[1].loglog(ts, errs, marker="o", label=f"P = {P} neurons")
+    from matplotlib.ticker import NullFormatter
+
+    for ax, ticks in ((axes[0], (8, 16, 32, 64, 128)), (axes[1], (2, 4, 8, 16, 32))):
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    axes[1].axhline(0.01, color="grey", linestyle="--", linewidth=0.8)
+    axes[1].set_xlabel("time steps T per neuron (max spikes per evaluation)")
+    axes[1].set_ylabel("relative L2 error, x ~ N(0, 1)")
+    axes[1].grid(alpha=0.3, which="both")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "approximator_accuracy.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def silu_fit(out: Path) -> Path:
+    """The picture bt-fit draws for the shipped SiLU approximator."""
+    from bt_neurons.approximators import BUILTIN_TARGETS, SiLUApproximator
+    from bt_neurons.approximators.plotting import plot_fit
+
+    spec = BUILTIN_TARGETS["silu"]
+    return plot_fit(SiLUApproximator(), spec.fn, spec.full_domain, out / "silu_fit.png", title="bt-fit silu")
+
+
 def main(argv: list[str] | None = None) -> list[Path]:
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0]) if args else Path(__file__).resolve().parent.parent / "img"
     out.mkdir(parents=True, exist_ok=True)
-    return [eiif_spikes(out), custom_staircase(out)]
+    return [eiif_spikes(out), custom_staircase(out), approximator_accuracy(out), silu_fit(out)]
 
 
 if __name__ == "__main__":
