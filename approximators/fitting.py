@@ -20,8 +20,12 @@ neuron of a `NeuronArrayApproximator`:
 3. **Projection.** With the thresholds fixed, the amplitudes that minimise
    the exact (step-function) error are solved in closed form (each level is
    a weighted mean). The result of step 2 is kept only if it beats the
-   initialisation on the exact error (it does for every built-in; the
-   reported settings record both losses).
+   initialisation on the exact error; the settings record both losses.
+
+For smooth targets on fine arrays (every built-in) the initialisation is
+already optimal to within the grid's resolution and the descent changes the
+error by less than 0.1%; it matters for coarse arrays and wiggly targets
+(``sin(3x) + 0.3x`` with 8 neurons x 8 steps: 16% lower squared error).
 
 Deterministic: the same settings give the same parameters on the same machine.
 """

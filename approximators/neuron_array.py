@@ -294,10 +294,11 @@ class NeuronArrayApproximator(base.MemoryModule):
         if sign is not None:
             out = out * sign
         if x.requires_grad:
-            out = out + self._slope(x, k, inside) * (x - x.detach()).to(torch.float32)
+            out = out + self._slope(x, k, inside, z) * (x - x.detach()).to(torch.float32)
         return out.to(x.dtype)
 
-    def _slope(self, x: Tensor, k: Tensor, inside: Tensor) -> Tensor:
+    def _slope(self, x: Tensor, k: Tensor, inside: Tensor, z: Tensor) -> Tensor:
+        """``dy/dx`` of the straight-through estimate: a neuron's mean staircase slope, or a tail's."""
         with torch.no_grad():
             P = self.neurons
             ks = torch.arange(P, device=x.device)
@@ -305,16 +306,10 @@ class NeuronArrayApproximator(base.MemoryModule):
             bottom = values[self._lookup(ks, torch.ones(P, device=x.device))]
             top = values[self._lookup(ks, torch.full((P,), _BELOW_TWO, device=x.device))]
             slope = ((top - bottom) / (self.edges[1:] - self.edges[:-1]).double()).to(torch.float32)
-            z_slope = torch.where(
-                inside,
-                slope[k],
-                torch.where(x.detach().abs() < self.edges[0], self.left_tail[0], self.right_tail[0])
-                if self.symmetry != "none"
-                else torch.where(x.detach() < self.edges[0], self.left_tail[0], self.right_tail[0]),
-            )
-            if self.symmetry == "even":
-                z_slope = z_slope * torch.sign(x.detach()).to(torch.float32)
-            return z_slope
+            tail = torch.where(z < self.edges[0], self.left_tail[0], self.right_tail[0])
+            dz = torch.where(inside, slope[k], tail)  # dy/dz
+            # z = |x|: dz/dx = sign(x); an odd output is sign(x) y(z), so dy/dx = y'(z) there
+            return dz * torch.sign(x.detach()).to(torch.float32) if self.symmetry == "even" else dz
 
     def spikes_per_input(self, x: Tensor) -> Tensor:
         """Number of spikes each input makes its neuron emit over ``T`` steps (0 outside the domain)."""

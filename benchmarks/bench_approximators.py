@@ -33,7 +33,7 @@ What is measured (CPU, ``torch.set_num_threads(2)``, one run, nothing timed):
    and half from U[-8, 8], with a straight-through surrogate gradient (hard step forward, the
    derivative of ``sigmoid((v - T) / tau)`` backward, ``tau`` annealed from 0.5 to 0.05), for
    ``--fs-steps`` steps from a fixed seed. Three variants: positive thresholds only with the
-   binary initialisation ``T(t) = h(t) = d(t) = 2**(3 - t)`` (the FS paper's setting; negative x
+   binary initialisation ``T(t) = h(t) = d(t) = 2**(3 - t)`` (paper-style; negative x
    never fires, so the output is 0 there), the same initialisation with every parameter free
    (negative thresholds and amplitudes allowed), and a free one whose first four steps start as a
    staircase for SiLU's negative dip (``h = 0``, thresholds -5, -3.5, -2.3, -1.3). The variant
@@ -58,35 +58,25 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
-import os
-import platform
-import re
 import shlex
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from spikingjelly.activation_based import functional
-from torch import Tensor
-
 from bt_neurons.approximators.fitting import fit_approximator
 from bt_neurons.approximators.metrics import evaluate
 from bt_neurons.approximators.neuron_array import NeuronArrayApproximator
 from bt_neurons.approximators.targets import BUILTIN_TARGETS, TargetSpec
+from results_file import machine_info, markers, write_section
+from spikingjelly.activation_based import functional
+from torch import Tensor
 
-MARK_START = "<!-- bench_approximators:start -->"
-MARK_END = "<!-- bench_approximators:end -->"
+MARK_START, MARK_END = markers("bench_approximators")
 SECTION_TITLE = "## Approximators: accuracy and spikes"
-RESULTS_HEADER = (
-    "# Benchmark results\n\n"
-    "Each section is produced by one script under `benchmarks/` and records the command, "
-    "machine and date.\n"
-)
 THREADS = 2
 MAX_STEPS = 16  # the issue's budget of time steps per neuron
 FS_K = 16
@@ -278,7 +268,7 @@ def tail_goal(
 
 def target_goals(name: str, model: Model, points: int, samples: int, seed: int) -> list[Goal]:
     """The issue's goals for ``name`` (empty for targets without one)."""
-    silu, sqrt, rsqrt = F.silu, torch.sqrt, torch.rsqrt
+    silu = F.silu
     if name == "silu":
         return [
             Goal(
@@ -304,7 +294,7 @@ def target_goals(name: str, model: Model, points: int, samples: int, seed: int) 
             )
         ]
     if name in ("sqrt", "rsqrt"):
-        fn = sqrt if name == "sqrt" else rsqrt
+        fn = torch.sqrt if name == "sqrt" else torch.rsqrt
         return [
             Goal(
                 name, "max rel on [1e-6, 1e4] (log grid)", max_rel_on(model, fn, 1e-6, 1e4, points), 0.01, "%"
@@ -337,21 +327,18 @@ def tail_rule(approx: NeuronArrayApproximator, side: str) -> str:
     """The linear tail on ``side`` ("below" / "above") of the full domain, as a formula in ``x``."""
     inner = approx.right_tail if side == "above" or approx.symmetry != "none" else approx.left_tail
     a, b = (float(v) for v in inner)
-    if approx.symmetry == "none" or side == "above":
-        return f"{a:.4g}·x + {b:.4g}"
-    if approx.symmetry == "even":
-        return f"{a:.4g}·abs(x) + {b:.4g}"
-    return f"-({a:.4g}·abs(x) + {b:.4g})"
+    z = "x" if approx.symmetry == "none" or side == "above" else "abs(x)"
+    linear = f"{a:.4g}·{z} {'-' if b < 0 else '+'} {abs(b):.4g}"
+    return f"-({linear})" if approx.symmetry == "odd" and side == "below" else linear
 
 
 def beyond_spans(lo: float, hi: float) -> tuple[tuple[float, float], tuple[float, float]]:
     """One decade beyond each edge: ``[lo/10, lo]`` and ``[hi, 10 hi]`` on log domains, else out to 10x
-    the edge's magnitude (the domain's width for an edge at 0)."""
+    the edge's magnitude (one unit for an edge at 0)."""
     if lo > 0 and hi / lo > 1e3:
         return (lo / 10, lo), (hi, hi * 10)
-    width = hi - lo
-    below = lo - 9 * (abs(lo) if lo != 0 else width)
-    above = hi + 9 * (abs(hi) if hi != 0 else width)
+    below = lo - 9 * abs(lo) if lo != 0 else lo - 1
+    above = hi + 9 * abs(hi) if hi != 0 else hi + 1
     return (below, lo), (hi, above)
 
 
@@ -560,7 +547,7 @@ def silu_contender(
 
 def run_fs(args: argparse.Namespace) -> tuple[list[FSResult], FSResult]:
     variants = [
-        FSVariant("positive", "FS, thresholds >= 0, binary init (paper setting)", binary_init(FS_K), True),
+        FSVariant("positive", "FS, thresholds >= 0, binary init (paper-style)", binary_init(FS_K), True),
         FSVariant("signed", "FS, all free, binary init", binary_init(FS_K), False),
         FSVariant("stairs", "FS, all free, negative-staircase init", staircase_init(FS_K), False),
     ]
@@ -643,10 +630,8 @@ def goal_lines(results: list[TargetResult]) -> list[str]:
     lines = []
     for r in results:
         for g in r.goals:
-            lines.append(
-                f"- {g.target}: {g.text} = {fmt_goal_value(g)} (goal <= {fmt_goal_limit(g)}): {verdict(g.passed)}"
-                + (f" ({g.detail})" if g.detail else "")
-            )
+            line = f"- {g.target}: {g.text} = {fmt_goal_value(g)} (goal <= {fmt_goal_limit(g)}): "
+            lines.append(line + verdict(g.passed) + (f" ({g.detail})" if g.detail else ""))
     steps = ", ".join(f"{r.name} {r.approx.T}" for r in results)
     all_ok = all(r.approx.T <= MAX_STEPS for r in results)
     lines.append(f"- at most {MAX_STEPS} time steps per neuron, every target: {verdict(all_ok)} (T: {steps})")
@@ -663,7 +648,8 @@ def check_lines(results: list[TargetResult], grid_points: int) -> list[str]:
         f"Spike path summed over T vs count path, 4097 inputs from 25% below to 25% above each domain: "
         f"max deviation (relative to max(|y|, 1)) {worst_dev.spike_dev:.2g} ({worst_dev.name}).",
         f"`metrics.evaluate` (20,001-point grid, same draws): relative L2 equal to within {rel_diff:.1g}; "
-        f"its max abs error is {min(ratio):.3f}-{max(ratio):.3f} times the {grid_points:,}-point grid's figure.",
+        f"its max abs error is {min(ratio):.3f}-{max(ratio):.3f} times the {grid_points:,}-point grid's "
+        "figure.",
     ]
 
 
@@ -720,7 +706,7 @@ def fs_table(contenders: list[Contender]) -> str:
             "n/a",
             "n/a",
             "18%",
-            "n/a (saturates at about 4.97)",
+            "n/a (saturates at about 4.97, so >= 3.0 at x = 8, implied)",
             "n/a",
             "n/a",
             "n/a (saturates at about 4.97)",
@@ -730,55 +716,72 @@ def fs_table(contenders: list[Contender]) -> str:
     return md_table(rows, ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"])
 
 
-def ratio_phrase(metric: str, bt: float, fs: float, lower_better: bool = True) -> str:
+def ratio_phrase(
+    metric: str, bt: float, fs: float, lower_better: bool = True, fmt: Callable[[float], str] = fmt_e
+) -> str:
     if bt == fs:
-        return f"{metric}: equal ({bt:.3g})"
+        return f"{metric}: equal ({fmt(bt)})"
     bt_wins = (bt < fs) == lower_better
-    winner, loser = ("bt-neurons", "FS") if bt_wins else ("FS", "bt-neurons")
+    winner = "bt-neurons" if bt_wins else "FS"
     big, small = max(bt, fs), min(bt, fs)
-    ratio = (
-        (f"{big / small:.1f}x" if big / small < 1e3 else f"{big / small:.2g}x") if small > 0 else "infinitely"
-    )
-    return f"{metric}: {winner} better by {ratio} (bt-neurons {bt:.3g} vs FS {fs:.3g}; lower is better)"
+    if small <= 0:
+        ratio = "infinitely"
+    else:
+        ratio = f"{big / small:.1f}x" if big / small < 1e3 else f"{big / small:.2g}x"
+    return f"{metric}: {winner} better by {ratio} (bt-neurons {fmt(bt)} vs FS {fmt(fs)}; lower is better)"
 
 
-def fs_verdict(bt: Contender, fs: Contender, approx: NeuronArrayApproximator) -> str:
+def always_on_spikes(approx: NeuronArrayApproximator, sampler: Sampler, samples: int, seed: int) -> float:
+    """Mean number of spikes per input from thresholds below 1, which every in-domain input reaches."""
+    x = as_float32(sampler(samples, torch.Generator().manual_seed(seed))).to(torch.float32)
+    with torch.no_grad():
+        k, _, inside, _ = approx.route(x)
+        below_one = (approx.thresholds < 1).sum(1).to(torch.float64)
+        return (below_one[k] * inside).mean().item()
+
+
+def fs_verdict(contenders: list[Contender], approx: NeuronArrayApproximator, step0_spikes: float) -> str:
+    bt, fs_all = contenders[0], contenders[1:]
+    fs = next(c for c in fs_all if c.note == "selected")
     b, f = bt.figures, fs.figures
     parts = [
-        ratio_phrase("relative L2 on N(0,1)", b.rel_l2, f.rel_l2),
+        ratio_phrase("relative L2 on N(0,1)", b.rel_l2, f.rel_l2, fmt=fmt_pct),
         ratio_phrase("max abs error on [-8, 8]", b.max_abs, f.max_abs),
         ratio_phrase("RMSE on [-8, 8]", b.rmse, f.rmse),
         ratio_phrase("spikes per evaluation (mean, N(0,1))", b.spikes_mean, f.spikes_mean),
         ratio_phrase("max abs error on [8, 1000]", bt.tail_right, fs.tail_right),
     ]
+    metrics: dict[str, tuple[Callable[[Figures], float], Callable[[float], str]]] = {
+        "relative L2": (lambda x: x.rel_l2, fmt_pct),
+        "max abs": (lambda x: x.max_abs, fmt_e),
+        "RMSE": (lambda x: x.rmse, fmt_e),
+        "spikes": (lambda x: x.spikes_mean, fmt_e),
+    }
+    best_parts = []
+    for name, (get, fmt) in metrics.items():
+        winner = min(fs_all, key=lambda c: get(c.figures))
+        value = get(winner.figures)
+        label = winner.label.removesuffix(" (selected)")
+        best_parts.append(f"{name} {fmt(value)} by '{label}' (FS / bt-neurons = {value / get(b):.2g})")
+    best_text = "; ".join(best_parts)
     P, T = approx.neurons, approx.T
     cost = (
         f"Cost: the bt-neurons approximator is an array of P = {P} neurons with T = {T} steps each "
         f"({bt.parameters} thresholds and amplitudes, plus {P + 1} cell edges); each input is routed to one "
-        f"neuron (plus a linear synapse for the tails) and makes it fire at most {T} spikes, the step-0 "
-        f"spike included. The FS neuron is a single neuron with K = {FS_K} steps and {fs.parameters} "
-        f"parameters (T, h, d), no routing, at most {FS_K} spikes; its output is bounded by the sum of "
-        f"its positive d, so it cannot follow SiLU's linear right tail beyond its training range."
+        f"neuron (plus a linear synapse for the tails) and makes it fire at most {T} spikes. Its spike "
+        f"count includes {step0_spikes:.2f} spikes per input (mean, N(0, 1)) from thresholds below 1, "
+        f"which every input inside the domain fires and which only carry the cell's base level "
+        f"({b.spikes_mean - step0_spikes:.2f} spikes per input without them). The FS neuron is a single "
+        f"neuron with K = {FS_K} steps and {fs.parameters} parameters (T, h, d), no routing, at most "
+        f"{FS_K} spikes; its output is bounded by the sum of its positive d, so it cannot follow SiLU's "
+        f"linear right tail beyond its training range."
     )
-    return "Verdict (bt-neurons SiLU vs the selected FS neuron): " + "; ".join(parts) + ".\n\n" + cost
-
-
-def machine_info() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-        if match:
-            cpu = match.group(1).strip()
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu": f"{cpu} ({os.cpu_count()} logical CPUs visible)",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "bt-neurons": version("bt-neurons"),
-        "threads": f"torch.set_num_threads({THREADS}); torch.get_num_threads() = {torch.get_num_threads()}",
-    }
+    return (
+        "Verdict (bt-neurons SiLU vs the selected FS neuron): "
+        + "; ".join(parts)
+        + f".\n\nBest of the {len(fs_all)} FS variants on each metric separately: {best_text}.\n\n"
+        + cost
+    )
 
 
 def render_section(
@@ -791,6 +794,7 @@ def render_section(
     command: str,
     date: str,
     runtime: float,
+    step0_spikes: float,
 ) -> str:
     silu = next(r for r in results if r.name == "silu")
     fs_lines = [
@@ -826,8 +830,8 @@ def render_section(
         *(f"- {line}" for line in check_lines(results, args.grid)),
         "",
         "Beyond the domain (information, no goal): one decade past each edge (log domains) or out to 10x "
-        "the edge's magnitude; the jump is |y(edge) - y(next float32 outward)|; max rel n/a where the "
-        "target is not bounded away from 0 there.",
+        "the edge's magnitude (one unit past an edge at 0); the jump is |y(edge) - y(next float32 "
+        "outward)|; max rel n/a where the target is not bounded away from 0 there.",
         "",
         tails_table(results),
         "",
@@ -845,11 +849,15 @@ def render_section(
         "",
         fs_table(contenders),
         "",
-        fs_verdict(contenders[0], next(c for c in contenders if c.note == "selected"), silu.approx),
+        fs_verdict(contenders, silu.approx, step0_spikes),
         "",
         "Reference implementation, for context (reported in the project's design notes, not re-measured): "
         "its SiLU approximator saturates at about 4.97 and has 18% relative L2 error on N(0, 1); its Sqrt "
         "approximator returns 0 outside [1e-6, 1e-2].",
+        "",
+        f"`bt-fit silu` with the default settings (64 neurons x 16 steps, 300 descent steps), in a "
+        f"subprocess, including Python start-up and writing the three files: {args.bt_fit_seconds:.1f} s "
+        f"wall clock (goal <= 60 s on 2 CPU cores): {verdict(args.bt_fit_seconds <= 60)}.",
         "",
         f"Command: `{command}`  ",
         f"Date: {date}  ",
@@ -860,18 +868,21 @@ def render_section(
     return "\n".join(parts) + "\n"
 
 
-def write_results(path: Path, section: str) -> None:
-    """Replace the text between the bench_approximators markers of ``path`` (append the section if absent)."""
-    text = path.read_text() if path.exists() else ""
-    if not text.strip():
-        text = RESULTS_HEADER
-    start = text.find(MARK_START)
-    end = text.find(MARK_END, start + 1) if start != -1 else -1
-    if start != -1 and end != -1:
-        text = text[:start] + section.rstrip("\n") + text[end + len(MARK_END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text if text.endswith("\n") else text + "\n")
+def time_bt_fit_silu() -> float:
+    """Wall-clock seconds of the README's main command ``bt-fit silu`` (default settings), in a subprocess."""
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "bt_neurons.approximators.cli", "silu", "--out", out, "--quiet"],
+            check=True,
+            capture_output=True,
+        )
+        return time.perf_counter() - start
 
 
 # ----------------------------------------------------------------------------- main
@@ -898,7 +909,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     command = shlex.join(sys.orig_argv)
     date = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    info = machine_info()
+    info = machine_info(THREADS)
 
     results = run_targets(args.grid, args.samples, args.seed)
     silu = next(r for r in results if r.name == "silu")
@@ -920,6 +931,7 @@ def main(argv: list[str] | None = None) -> None:
             c.note = "selected"
             c.label += " (selected)"
         contenders.append(c)
+    step0_spikes = always_on_spikes(silu.approx, normal_sampler, args.samples, args.seed)
     runtime = time.perf_counter() - started
 
     print()
@@ -936,16 +948,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"SiLU vs few-spike neuron (K = {FS_K})")
     print(fs_table(contenders))
     print()
-    print(fs_verdict(contenders[0], next(c for c in contenders if c.note == "selected"), silu.approx))
+    print(fs_verdict(contenders, silu.approx, step0_spikes))
     print(f"\nCommand: {command}\nDate: {date}\nRuntime: {runtime:.0f} s")
     for k, v in info.items():
         print(f"{k}: {v}")
 
+    args.bt_fit_seconds = time_bt_fit_silu()
+    print(f"bt-fit silu (default settings): {args.bt_fit_seconds:.1f} s")
     if args.write_results is not None:
         section = render_section(
-            args, results, fs_results, selected, contenders, info, command, date, runtime
+            args, results, fs_results, selected, contenders, info, command, date, runtime, step0_spikes
         )
-        write_results(args.write_results, section)
+        write_section(args.write_results, "bench_approximators", section)
         print(f"\nwrote section to {args.write_results}")
 
 

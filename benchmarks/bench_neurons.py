@@ -48,7 +48,6 @@ import datetime as _dt
 import gc
 import json
 import os
-import platform
 import re
 import shlex
 import statistics
@@ -57,26 +56,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 import snntorch
 import torch
+from results_file import machine_info, markers, write_section
 from spikingjelly.activation_based import functional, neuron
 from torch import Tensor
 
 from bt_neurons import EIIFNode
 
-MARK_START = "<!-- bench_neurons:start -->"
-MARK_END = "<!-- bench_neurons:end -->"
+MARK_START, MARK_END = markers("bench_neurons")
 SECTION_TITLE = "## Neurons: EIIFNode vs SpikingJelly and snnTorch"
-RESULTS_HEADER = (
-    "# Benchmark results\n\n"
-    "Each section is produced by one script under `benchmarks/` and records the command, "
-    "machine and date. Times are medians from one interleaved run (contenders alternate "
-    "round-robin, so drift in machine load hits all of them alike); absolute milliseconds "
-    "depend on the machine, the ratios between contenders are what matter.\n"
-)
 MEMORY_METHOD = (
     "peak RSS rise during one forward+backward in a fresh subprocess per contender "
     "(VmHWM after the run minus VmRSS before it, high-water mark reset via /proc/self/clear_refs, "
@@ -294,24 +285,6 @@ def check_correctness(x: Tensor, x_seq: Tensor, T: int) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- reporting
-def machine_info(threads: int) -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-        if match:
-            cpu = match.group(1).strip()
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu": f"{cpu} ({os.cpu_count()} logical CPUs visible)",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "spikingjelly": version("spikingjelly"),
-        "snntorch": version("snntorch"),
-        "bt-neurons": version("bt-neurons"),
-        "threads": f"torch.set_num_threads({threads}); torch.get_num_threads() = {torch.get_num_threads()}",
-    }
 
 
 def _fmt_ratio(value: float) -> str:
@@ -416,19 +389,6 @@ def render_section(
     return "\n".join(parts) + "\n"
 
 
-def write_results(path: Path, section: str) -> None:
-    """Replace the text between the bench_neurons markers of ``path`` (append the section if absent)."""
-    text = path.read_text() if path.exists() else ""
-    if not text.strip():
-        text = RESULTS_HEADER
-    start, end = text.find(MARK_START), text.find(MARK_END)
-    if start != -1 and end > start:
-        text = text[:start] + section.rstrip("\n") + text[end + len(MARK_END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text if text.endswith("\n") else text + "\n")
-
-
 # ----------------------------------------------------------------------------- profiling
 def profile(key: str, args: argparse.Namespace) -> None:
     """Print torch.profiler tables of one forward and one forward+backward of contender ``key``."""
@@ -475,7 +435,7 @@ def main(argv: list[str] | None = None) -> None:
 
     command = shlex.join(sys.orig_argv)
     date = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    info = machine_info(args.threads)
+    info = machine_info(args.threads, ("spikingjelly", "snntorch", "bt-neurons"))
     x, x_seq = make_inputs(args.T, args.N, args.D)
 
     checks = check_correctness(x, x_seq, args.T)
@@ -499,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.write_results is not None:
         section = render_section(args, contenders, timings, memory, checks, info, command, date)
-        write_results(args.write_results, section)
+        write_section(args.write_results, "bench_neurons", section)
         print(f"\nwrote section to {args.write_results}")
 
 

@@ -1,0 +1,70 @@
+"""What every benchmark script shares: the machine description and the RESULTS.md update.
+
+Each script owns one section of ``benchmarks/RESULTS.md``, between the
+markers ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; a rerun replaces
+only that section and keeps the others.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+__all__ = ["RESULTS_HEADER", "markers", "machine_info", "write_section"]
+
+RESULTS_HEADER = (
+    "# Benchmark results\n\n"
+    "Each section is produced by one script under `benchmarks/` and records the command, machine and date. "
+    "Times are medians from one interleaved run (contenders alternate round-robin, so drift in machine load "
+    "hits all of them alike); absolute milliseconds depend on the machine, the ratios between contenders are "
+    "what matter.\n"
+)
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The start and end markers of section ``name``."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def machine_info(threads: int, packages: tuple[str, ...] = ("bt-neurons",)) -> dict[str, str]:
+    """Platform, CPU model, Python, torch, the given packages' versions and the thread count."""
+    cpu = platform.processor() or "unknown"
+    try:
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+        if match:
+            cpu = match.group(1).strip()
+    except OSError:
+        pass
+    info = {
+        "platform": platform.platform(),
+        "cpu": f"{cpu} ({os.cpu_count()} logical CPUs visible)",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    for name in packages:
+        try:
+            info[name] = version(name)
+        except PackageNotFoundError:
+            info[name] = "not installed"
+    info["threads"] = f"torch.set_num_threads({threads}); torch.get_num_threads() = {torch.get_num_threads()}"
+    return info
+
+
+def write_section(path: Path, name: str, section: str) -> None:
+    """Replace section ``name`` of ``path`` with ``section`` (which includes its markers), or append it."""
+    start_mark, end_mark = markers(name)
+    text = path.read_text() if path.exists() else ""
+    if not text.strip():
+        text = RESULTS_HEADER
+    start = text.find(start_mark)
+    end = text.find(end_mark, start + 1) if start != -1 else -1
+    if start != -1 and end != -1:
+        text = text[:start] + section.rstrip("\n") + text[end + len(end_mark) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text if text.endswith("\n") else text + "\n")
