@@ -126,8 +126,9 @@ def test_shipped_metadata(name):
     assert approx.metadata == meta and approx.neurons == meta["neurons"] and approx.T == meta["timesteps"]
 
 
-def test_fitter_reproduces_shipped_parameters():
-    meta = json.loads((PRETRAINED_DIR / "tanh.json").read_text())
+@pytest.mark.parametrize("name", sorted(BUILTIN_APPROXIMATORS))
+def test_fitter_reproduces_shipped_parameters(name):
+    meta = json.loads((PRETRAINED_DIR / f"{name}.json").read_text())
     result = fit_approximator(
         meta["target"],
         neurons=meta["neurons"],
@@ -137,9 +138,10 @@ def test_fitter_reproduces_shipped_parameters():
         lr=meta["lr"],
         samples_per_cell=meta["samples_per_cell"],
     )
-    shipped = load_pretrained("tanh")
+    shipped = load_pretrained(name)
     torch.testing.assert_close(result.approximator.thresholds, shipped.thresholds, rtol=0, atol=1e-6)
-    torch.testing.assert_close(result.approximator.amplitudes, shipped.amplitudes, rtol=0, atol=1e-5)
+    torch.testing.assert_close(result.approximator.amplitudes, shipped.amplitudes, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(result.approximator.edges, shipped.edges, rtol=0, atol=0)
 
 
 def test_fit_is_deterministic_and_descent_helps_a_coarse_wiggly_target():

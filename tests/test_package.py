@@ -36,8 +36,13 @@ def test_wheel_has_only_bt_neurons_with_both_subpackages(tmp_path):
     assert "bt_neurons/approximators/__init__.py" in names
     assert "bt_neurons/models/__init__.py" in names
     assert "bt_neurons/snntorch/__init__.py" in names
+    for target in ("silu", "exp", "rsqrt"):  # the fitted parameters ship in the wheel
+        assert f"bt_neurons/approximators/pretrained/{target}.safetensors" in names
+        assert f"bt_neurons/approximators/pretrained/{target}.json" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "bt-demo = bt_neurons.demo:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "bt-demo = bt_neurons.demo:main" in scripts
+    assert "bt-fit = bt_neurons.approximators.cli:main" in scripts
 
 
 def test_upper_layers_import_as_subpackages_from_their_folders():
