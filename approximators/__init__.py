@@ -30,6 +30,7 @@ from .builtin import (
 from .fitting import FitResult, fit_approximator
 from .metrics import ApproximationReport, evaluate
 from .neuron_array import NeuronArrayApproximator
+from .operators import spiking_rmsnorm, spiking_softmax
 from .partition import make_edges
 from .snntorch_face import SnnTorchApproximator
 from .targets import BUILTIN_TARGETS, TargetSpec, get_target
@@ -57,4 +58,6 @@ __all__ = [
     "get_target",
     "load_pretrained",
     "make_edges",
+    "spiking_rmsnorm",
+    "spiking_softmax",
 ]

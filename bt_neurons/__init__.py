@@ -7,8 +7,14 @@ the snnTorch face in `snntorch`; the pure dynamics in
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .accounting import SpikeStats, track_spikes
 from .custom_neuron_node import CustomNeuronNode
 from .eiif_node import EIIFNode
+from .quantizer import Quantizer
+from .snn_matmul import SNNMatmul
+from .snn_rmsnorm import SNNRMSNorm
+from .snn_softmax import SNNSoftmax
+from .synapsis import QSynapsis, Synapsis
 
 #: The paper's name for `CustomNeuronNode`.
 CustomNeuron = CustomNeuronNode
@@ -18,4 +24,17 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-__all__ = ["CustomNeuron", "CustomNeuronNode", "EIIFNode", "__version__"]
+__all__ = [
+    "CustomNeuron",
+    "CustomNeuronNode",
+    "EIIFNode",
+    "QSynapsis",
+    "Quantizer",
+    "SNNMatmul",
+    "SNNRMSNorm",
+    "SNNSoftmax",
+    "SpikeStats",
+    "Synapsis",
+    "__version__",
+    "track_spikes",
+]

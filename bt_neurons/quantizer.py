@@ -1,0 +1,206 @@
+r"""Quantizer: the ANN twin of a layer of EI_IF neurons (paper section 3.1, eq. 19).
+
+Symmetric quantization with ``b`` bits and :math:`Q = 2^{b-1} - 1`:
+
+$$
+q = \operatorname{clip}(\operatorname{round}(x / s), -Q, Q), \qquad \hat x = s\,q,
+$$
+
+with ``round`` rounding halves away from zero. This is exactly the spike
+count of EI_IF neurons with the default thresholds over :math:`T = Q` steps fed
+:math:`x / s` (paper eq. 21; `eiif_count`); torch's ``round`` rounds
+halves to even, which would break that equivalence.
+
+Asymmetric quantization with a real zero point:
+:math:`q = \operatorname{clip}(\operatorname{round}(x/s) + z, 0, 2^b - 1)`,
+:math:`\hat x = s (q - z)`.
+
+Scales (``granularity``):
+
+- ``"token"``: one scale per vector along the last axis (per token),
+  computed from the input itself (``dynamic=True``, the default) or calibrated;
+- ``"channel"``: one scale per index of the last axis, calibrated;
+- ``"tensor"``: one scale, calibrated.
+
+Only per-token scales may be dynamic: a scale computed over a batch would let
+one sequence change another's output. Calibrate static scales with
+:meth:`Quantizer.calibrating`.
+
+Training uses the straight-through estimator (eq. 23): the gradient passes
+unchanged where ``x`` is inside the representable range and is 0 where it was
+clipped.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from . import _checks
+
+__all__ = ["Quantizer", "round_half_away", "GRANULARITIES"]
+
+GRANULARITIES = ("token", "channel", "tensor")
+
+
+def round_half_away(v: Tensor) -> Tensor:
+    """Round to the nearest integer, halves away from zero, exactly (as EI_IF counts do).
+
+    ``floor(|v| + 0.5)`` can round up when ``|v| + 0.5`` is not representable; the
+    correction compares ``|v|`` with ``n - 0.5`` exactly.
+    """
+    a = v.abs()
+    n = torch.floor(a + 0.5)
+    n = n - (a < n - 0.5).to(n.dtype)
+    return n.copysign(v).masked_fill_(n == 0, 0.0)
+
+
+class Quantizer(nn.Module):
+    """Fake quantizer with the straight-through estimator.
+
+    Args:
+        bits: bit width ``b >= 2``.
+        symmetric: symmetric (default, matches EI_IF neurons) or asymmetric with a zero point.
+        granularity: ``"token"``, ``"channel"`` or ``"tensor"``.
+        dynamic: compute per-token scales from each input (only for ``"token"``).
+        qmax: override the largest level ``Q`` of symmetric quantization (e.g. the
+            number of time steps ``T`` of the EI_IF neurons it stands for).
+        eps: smallest scale (guards all-zero tokens).
+
+    Shapes: input ``[..., C]``; the scale is ``[..., 1]`` (token), ``[C]`` (channel)
+    or ``[]`` (tensor).
+    """
+
+    def __init__(
+        self,
+        bits: int = 8,
+        *,
+        symmetric: bool = True,
+        granularity: str = "token",
+        dynamic: bool = True,
+        qmax: int | None = None,
+        eps: float = 1e-8,
+    ) -> None:
+        super().__init__()
+        if isinstance(bits, bool) or not isinstance(bits, int) or bits < 2:
+            raise ValueError(f"bits must be an int >= 2, got {bits!r}")
+        _checks.check_choice("granularity", granularity, GRANULARITIES)
+        if dynamic and granularity != "token":
+            raise ValueError(
+                f"dynamic scales are only allowed with granularity='token' (got {granularity!r}): a scale "
+                "computed over a batch would let one sequence change another's output; calibrate instead"
+            )
+        if qmax is not None:
+            if not symmetric:
+                raise ValueError("qmax can only be set for symmetric quantization")
+            _checks.check_timesteps("qmax", qmax)
+        self.bits = bits
+        self.symmetric = bool(symmetric)
+        self.granularity = granularity
+        self.dynamic = bool(dynamic)
+        self.qmax = qmax if qmax is not None else (2 ** (bits - 1) - 1 if symmetric else 2**bits - 1)
+        self.eps = float(eps)
+        self.register_buffer("scale", None)
+        self.register_buffer("zero_point", None)
+        self._observing = False
+        self._lo: Tensor | None = None
+        self._hi: Tensor | None = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"bits={self.bits}, qmax={self.qmax}, symmetric={self.symmetric}, "
+            f"granularity={self.granularity!r}, dynamic={self.dynamic}, calibrated={self.scale is not None}"
+        )
+
+    # ------------------------------------------------------------ scales
+    def _reduce(self, x: Tensor, op: str) -> Tensor:
+        fn = torch.amax if op == "max" else torch.amin
+        if self.granularity == "token":
+            return fn(x, dim=-1, keepdim=True)
+        if self.granularity == "channel":
+            return fn(x.reshape(-1, x.shape[-1]), dim=0)
+        return fn(x)
+
+    def _scale_from(self, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.symmetric:
+            amax = torch.maximum(lo.abs(), hi.abs())
+            return (amax / self.qmax).clamp_min(self.eps), None
+        lo, hi = lo.clamp(max=0), hi.clamp(min=0)
+        scale = ((hi - lo) / self.qmax).clamp_min(self.eps)
+        zero = round_half_away(-lo / scale).clamp(0, self.qmax)
+        return scale, zero
+
+    def scales(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(scale, zero_point)`` for ``x`` (dynamic) or the calibrated ones."""
+        if self.dynamic and not self._observing:
+            x = x.detach()
+            return self._scale_from(self._reduce(x, "min"), self._reduce(x, "max"))
+        if self.scale is None:
+            raise RuntimeError(
+                "this Quantizer has static scales but was never calibrated: run data through it inside "
+                "`with quantizer.calibrating():` first"
+            )
+        return self.scale, self.zero_point
+
+    @contextmanager
+    def calibrating(self):
+        """Record the range of every input seen in the block; set static scales at its end.
+
+        Inputs pass through unquantized while calibrating. Afterwards the
+        quantizer uses the calibrated scales (``dynamic`` becomes False).
+        """
+        self._observing, self._lo, self._hi = True, None, None
+        try:
+            yield self
+        finally:
+            self._observing = False
+        if self._lo is None:
+            raise RuntimeError("no data was seen while calibrating")
+        scale, zero = self._scale_from(self._lo, self._hi)
+        self.scale = scale
+        self.zero_point = zero
+        self.dynamic = False
+
+    def _observe(self, x: Tensor) -> None:
+        x = x.detach()
+        if self.granularity == "token":
+            lo, hi = x.amin(), x.amax()  # a static per-token scale is one scale for every token
+        else:
+            lo, hi = self._reduce(x, "min"), self._reduce(x, "max")
+        self._lo = lo if self._lo is None else torch.minimum(self._lo, lo)
+        self._hi = hi if self._hi is None else torch.maximum(self._hi, hi)
+
+    # ------------------------------------------------------------ quantize
+    def quantize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Integer levels ``q`` (in ``x``'s dtype), the scale and the zero point."""
+        _checks.check_floating("x", x)
+        scale, zero = self.scales(x)
+        scale = scale.to(x.dtype)
+        if self.symmetric:
+            q = round_half_away(x.detach() / scale).clamp_(-self.qmax, self.qmax)
+        else:
+            q = (round_half_away(x.detach() / scale) + zero.to(x.dtype)).clamp_(0, self.qmax)
+        return q, scale, zero
+
+    def dequantize(self, q: Tensor, scale: Tensor, zero: Tensor | None) -> Tensor:
+        """``s q`` (symmetric) or ``s (q - z)`` (asymmetric)."""
+        return q * scale if zero is None else (q - zero.to(q.dtype)) * scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Fake-quantized ``x`` with a straight-through gradient (identity inside the range)."""
+        _checks.check_floating("x", x)
+        if self._observing:
+            self._observe(x)
+            return x
+        q, scale, zero = self.quantize(x)
+        xq = self.dequantize(q, scale, zero)
+        if not x.requires_grad:
+            return xq
+        if self.symmetric:
+            inside = (x.detach() / scale).abs() <= self.qmax + 0.5
+        else:
+            v = x.detach() / scale + zero.to(x.dtype)
+            inside = (v >= -0.5) & (v <= self.qmax + 0.5)
+        return xq + (x - x.detach()) * inside.to(x.dtype)

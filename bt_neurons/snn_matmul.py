@@ -1,0 +1,131 @@
+r"""SNNMatmul: the product of two spike-encoded matrices (paper 2.3, eq. 3, corrected).
+
+Both operands are encoded by EI_IF neurons over ``T`` steps with per-row
+(per-token) scales: :math:`X \approx s_X C_X`, :math:`Y \approx s_Y C_Y`,
+counts in ``[-T, T]``. The paper's :math:`\sum_t S_X(t) S_Y(t)^\top` is not the
+product of the counts for EI_IF spike trains (see PAPER.md); the exact spiking
+form accumulates with the running counts :math:`C(t) = \sum_{i \le t} S(i)`:
+
+$$
+A(t) = A(t-1) + S_X(t)\,C_Y(t-1) + C_X(t-1)\,S_Y(t) + S_X(t)\,S_Y(t), \qquad A(T) = C_X C_Y .
+$$
+
+Every term is a spike (+1, -1 or 0) times an integer count: additions only.
+
+Two layouts, both with scales that never mix tokens:
+
+- ``x @ y.transpose(-1, -2)`` (``transpose_y=True``, attention's
+  :math:`Q K^\top`): ``x`` ``[..., m, k]`` and ``y`` ``[..., n, k]``, each
+  scaled per row (per token); the result is :math:`s_X s_Y^\top \odot (C_X C_Y^\top)`.
+- ``x @ y`` (``transpose_y=False``, attention's :math:`P V`): ``y``
+  ``[..., k, n]`` is scaled per row (per key token); that scale cannot be
+  taken out of the sum over ``k``, so it is moved onto the columns of ``x``
+  first (:math:`X Y = (X\,\mathrm{diag}(s_Y))\,C_Y`, exact algebra), and
+  ``x diag(s_Y)`` is encoded per row.
+
+Leading dimensions broadcast; for grouped-query attention pass ``y`` with
+fewer heads and ``groups = heads_x // heads_y``. Integer products are exact
+in float32 while ``k T^2 < 2**24``; beyond that the counts are multiplied in
+float64.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from . import _checks
+from .accounting import record, tracking
+from .functional.eiif import eiif_spikes_from_counts
+from .quantizer import Quantizer
+
+__all__ = ["SNNMatmul", "telescoping_product"]
+
+
+def telescoping_product(sx: Tensor, sy: Tensor) -> Tensor:
+    r"""$\sum_t$ of the telescoping terms for spike trains ``sx`` ``[T, ..., m, k]`` and ``sy`` ``[T, ..., k, n]``.
+
+    Returns :math:`C_X C_Y` ``[..., m, n]``, accumulated step by step from spikes
+    and running counts (each term a spike times a count).
+    """
+    cx = torch.zeros_like(sx[0])
+    cy = torch.zeros_like(sy[0])
+    acc = torch.zeros(sx.shape[1:-1] + sy.shape[-1:], dtype=sx.dtype, device=sx.device)
+    for t in range(sx.shape[0]):
+        acc = acc + sx[t] @ cy + cx @ sy[t] + sx[t] @ sy[t]
+        cx = cx + sx[t]
+        cy = cy + sy[t]
+    return acc
+
+
+class SNNMatmul(nn.Module):
+    """Spiking matrix product; see the module docs.
+
+    Args:
+        timesteps: ``T`` of the EI_IF neurons encoding both operands.
+        transpose_y: compute ``x @ y^T`` (default, ``Q K^T``) or ``x @ y`` (``P V``).
+        path: ``"count"`` (default) or ``"spike"``.
+    """
+
+    def __init__(self, timesteps: int = 15, *, transpose_y: bool = True, path: str = "count") -> None:
+        super().__init__()
+        self.T = _checks.check_timesteps("timesteps", timesteps)
+        _checks.check_choice("path", path, ("count", "spike"))
+        self.transpose_y = bool(transpose_y)
+        self.path = path
+        self.quantizer = Quantizer(qmax=self.T)
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, transpose_y={self.transpose_y}, path={self.path!r}"
+
+    def forward(self, x: Tensor, y: Tensor, *, groups: int = 1) -> Tensor:
+        """Spiking ``x @ y^T`` (or ``x @ y``); ``groups`` repeats ``y``'s heads (dim -3) for GQA."""
+        for name, t in (("x", x), ("y", y)):
+            _checks.check_floating(name, t)
+            _checks.check_rank(name, t, 2, "[..., rows, cols]")
+            _checks.check_finite(name, t)
+        if x.dtype != y.dtype:
+            raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"groups must be a positive int, got {groups!r}")
+        if groups > 1:
+            if y.dim() < 3:
+                raise ValueError("groups > 1 needs y with a heads axis at dim -3")
+            y = y.repeat_interleave(groups, dim=-3)
+        k_y = y.shape[-1] if self.transpose_y else y.shape[-2]
+        if x.shape[-1] != k_y:
+            layout = "x @ y^T" if self.transpose_y else "x @ y"
+            raise ValueError(
+                f"shapes do not match for {layout}: x {tuple(x.shape)}, y {tuple(y.shape)} "
+                f"(x's last axis {x.shape[-1]} != {k_y})"
+            )
+        cy, sy, _ = self.quantizer.quantize(y)  # per row of y
+        if self.transpose_y:
+            cx, sx, _ = self.quantizer.quantize(x)
+            cy_mat = cy.transpose(-1, -2)
+            out_scale = sx * sy.transpose(-1, -2)
+        else:
+            cx, sx, _ = self.quantizer.quantize(x * sy.transpose(-1, -2))
+            cy_mat = cy
+            out_scale = sx
+        k = x.shape[-1]
+        wide = k * self.T * self.T >= 2**24 or x.dtype in (torch.float16, torch.bfloat16)
+        dt = torch.float64 if wide else x.dtype
+        if self.path == "count":
+            prod = cx.to(dt) @ cy_mat.to(dt)
+        else:
+            prod = telescoping_product(
+                eiif_spikes_from_counts(cx.to(dt), self.T), eiif_spikes_from_counts(cy_mat.to(dt), self.T)
+            )
+        out = (prod * out_scale.to(dt)).to(x.dtype)
+        if tracking():
+            with torch.no_grad():
+                m, n = out.shape[-2], out.shape[-1]
+                spikes_x, spikes_y = cx.abs().sum(), cy.abs().sum()
+                record(
+                    "SNNMatmul",
+                    spikes_x + spikes_y,
+                    spikes_x * n + spikes_y * m,
+                    out.numel() * k,
+                )
+        return out

@@ -1,0 +1,286 @@
+r"""Synapsis and QSynapsis: a linear layer between two layers of EI_IF neurons.
+
+**QSynapsis** (paper eq. 20), the ANN twin used for stage-1 training:
+:math:`z = Q_{post}(W\,Q_{pre}(x) + b)`.
+
+**Synapsis** (paper 2.2, eq. 2 and 22): presynaptic EI_IF neurons encode
+:math:`x / s_{pre}` over :math:`T` steps as spikes :math:`S_t \in \{-1,0,1\}`;
+the linear layer adds the weight column of every spike,
+:math:`H = \sum_t W S_t = W C_{pre}`; the bias is added once; postsynaptic
+EI_IF neurons encode :math:`y / s_{post}` over :math:`T_{post}` steps. The
+output is the decoded value :math:`s_{post} C_{post}` (so Synapses chain like
+the layers they replace), or the postsynaptic spike trains.
+
+- ``path="count"``: :math:`C_{pre}` in closed form, then one matrix product
+  on the decoded counts, the very operations of the QSynapsis it equals bit
+  for bit (paper eq. 22);
+- ``path="spike"``: the spike trains, the linear layer applied to the spikes
+  of every step and accumulated (:func:`accumulate_spikes`), equal to the count
+  path up to float summation order (exactly, when weights and scales are
+  dyadic); :func:`accumulate_spikes_reference` does the same with additions
+  only.
+
+Scales are per token (dynamic) by default, so no sequence depends on another.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import _checks
+from .accounting import record, tracking
+from .functional.eiif import eiif_spikes_from_counts
+from .quantizer import Quantizer
+
+__all__ = ["QSynapsis", "Synapsis", "accumulate_spikes", "accumulate_spikes_reference"]
+
+
+def accumulate_spikes(spikes: Tensor, weight: Tensor) -> Tensor:
+    """``sum_t spikes[t] @ weight.T``: the linear layer applied to every step's spikes.
+
+    Args:
+        spikes: ``[T, N, in]`` in {-1, 0, +1}.
+        weight: ``[out, in]``.
+
+    Returns:
+        ``[N, out]``.
+    """
+    out = torch.zeros(spikes.shape[1:-1] + (weight.shape[0],), dtype=weight.dtype, device=weight.device)
+    for s in spikes:
+        out = out + s.to(weight.dtype) @ weight.T
+    return out
+
+
+def accumulate_spikes_reference(spikes: Tensor, weight: Tensor) -> Tensor:
+    """The same sum with additions only: each spike adds (or subtracts) its weight column.
+
+    Slow (a Python-level scatter per step); it exists to show and test that a
+    Synapsis needs no multiplications.
+
+    Args:
+        spikes: ``[T, N, in]`` in {-1, 0, +1}.
+        weight: ``[out, in]``.
+
+    Returns:
+        ``[N, out]``.
+    """
+    N = spikes.shape[1]
+    out = torch.zeros(N, weight.shape[0], dtype=weight.dtype, device=weight.device)
+    columns = weight.T  # [in, out]: the synapses of each presynaptic neuron
+    for s in spikes:
+        pos = (s > 0).nonzero()
+        neg = (s < 0).nonzero()
+        out.index_add_(0, pos[:, 0], columns[pos[:, 1]])
+        out.index_add_(0, neg[:, 0], -columns[neg[:, 1]])
+    return out
+
+
+def _check_layer(layer: nn.Module) -> None:
+    if not isinstance(layer, nn.Linear | nn.Embedding):
+        raise TypeError(f"layer must be an nn.Linear or nn.Embedding, got {type(layer).__name__}")
+
+
+class QSynapsis(nn.Module):
+    r"""Quantized linear layer: :math:`z = Q_{post}(W Q_{pre}(x) + b)` (paper eq. 20).
+
+    Args:
+        layer: the ``nn.Linear`` (or ``nn.Embedding``, which has no pre-quantizer).
+        pre: quantizer of the input (``None``: no quantization).
+        post: quantizer of the output (``None``: no quantization).
+    """
+
+    def __init__(
+        self, layer: nn.Linear | nn.Embedding, pre: Quantizer | None, post: Quantizer | None
+    ) -> None:
+        super().__init__()
+        _check_layer(layer)
+        if isinstance(layer, nn.Embedding) and pre is not None:
+            raise ValueError("an embedding takes token ids: it has no pre-quantizer (pre must be None)")
+        self.layer = layer
+        self.pre = pre
+        self.post = post
+
+    @classmethod
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        bits: int = 8,
+        *,
+        granularity: str = "token",
+        post: bool = True,
+    ) -> QSynapsis:
+        """Wrap ``linear`` with symmetric per-token dynamic quantizers of ``bits`` bits."""
+        _check_layer(linear)
+        return cls(
+            linear,
+            Quantizer(bits, granularity=granularity, dynamic=granularity == "token"),
+            Quantizer(bits, granularity=granularity, dynamic=granularity == "token") if post else None,
+        )
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding, bits: int = 8) -> QSynapsis:
+        """Wrap ``embedding``: its looked-up vectors are quantized per token."""
+        _check_layer(embedding)
+        return cls(embedding, None, Quantizer(bits))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if isinstance(self.layer, nn.Linear):
+            _checks.check_floating("x", x)
+            if x.shape[-1] != self.layer.in_features:
+                raise ValueError(
+                    f"x must have {self.layer.in_features} features in its last axis, got {x.shape[-1]}"
+                )
+            x = self.pre(x) if self.pre is not None else x
+        y = self.layer(x)
+        return self.post(y) if self.post is not None else y
+
+
+class Synapsis(nn.Module):
+    r"""EI_IF neurons -> linear layer -> EI_IF neurons (paper 2.2); see the module docs.
+
+    Args:
+        layer: the ``nn.Linear`` (or ``nn.Embedding``) whose weights and bias are used.
+        timesteps: ``T``, steps of the presynaptic neurons (counts in ``[-T, T]``).
+        post_timesteps: steps of the postsynaptic neurons (default ``T``); ``None``
+            together with ``post=False`` leaves the output unencoded.
+        post: encode the output with postsynaptic neurons.
+        pre_quantizer, post_quantizer: where the scales come from (default:
+            symmetric per-token dynamic quantizers with ``qmax = T``); calibrated
+            static quantizers work too. They must be symmetric.
+        path: ``"count"`` (default) or ``"spike"``.
+
+    Forward: input ``[..., in]`` (float; for an embedding, ids ``[...]``),
+    output ``[..., out]`` decoded values; :meth:`spikes` returns the output spike
+    trains ``[T_post, ..., out]``.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Linear | nn.Embedding,
+        timesteps: int = 15,
+        *,
+        post_timesteps: int | None = None,
+        post: bool = True,
+        pre_quantizer: Quantizer | None = None,
+        post_quantizer: Quantizer | None = None,
+        path: str = "count",
+    ) -> None:
+        super().__init__()
+        _check_layer(layer)
+        T = _checks.check_timesteps("timesteps", timesteps)
+        T_post = _checks.check_timesteps(
+            "post_timesteps", post_timesteps if post_timesteps is not None else T
+        )
+        _checks.check_choice("path", path, ("count", "spike"))
+        self.layer = layer
+        self.embedding = isinstance(layer, nn.Embedding)
+        if self.embedding:
+            self.pre = None
+        else:
+            self.pre = pre_quantizer if pre_quantizer is not None else Quantizer(qmax=T)
+        self.post = (
+            (post_quantizer if post_quantizer is not None else Quantizer(qmax=T_post)) if post else None
+        )
+        for name, q, steps in (("pre_quantizer", self.pre, T), ("post_quantizer", self.post, T_post)):
+            if q is not None:
+                if not q.symmetric:
+                    raise ValueError(f"{name} must be symmetric: EI_IF neurons fire +1 and -1 symmetrically")
+                if q.qmax != steps:
+                    raise ValueError(
+                        f"{name}.qmax ({q.qmax}) must equal the neurons' time steps ({steps}): "
+                        "mismatched bit widths between the QSynapsis and the Synapsis"
+                    )
+        self.T = T
+        self.T_post = T_post if post else None
+        self.path = path
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, timesteps: int = 15, **kwargs) -> Synapsis:
+        """A Synapsis with ``linear``'s weight and bias (shared, not copied)."""
+        return cls(linear, timesteps, **kwargs)
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding, timesteps: int = 15, **kwargs) -> Synapsis:
+        """A spiking embedding: the looked-up vectors are encoded by EI_IF neurons."""
+        return cls(embedding, timesteps, **kwargs)
+
+    @classmethod
+    def from_qsynapsis(cls, q: QSynapsis, **kwargs) -> Synapsis:
+        """The spiking twin of a (trained) QSynapsis: same layer, same quantizers.
+
+        Its count path equals ``q`` bit for bit (paper eq. 22).
+        """
+        if not isinstance(q, QSynapsis):
+            raise TypeError(f"q must be a QSynapsis, got {type(q).__name__}")
+        if q.pre is None and not isinstance(q.layer, nn.Embedding):
+            raise ValueError(
+                "the QSynapsis has no pre-quantizer: there is nothing for EI_IF neurons to encode"
+            )
+        T = q.pre.qmax if q.pre is not None else (q.post.qmax if q.post is not None else 15)
+        return cls(
+            q.layer,
+            T,
+            post_timesteps=q.post.qmax if q.post is not None else None,
+            post=q.post is not None,
+            pre_quantizer=q.pre,
+            post_quantizer=q.post,
+            **kwargs,
+        )
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, T_post={self.T_post}, path={self.path!r}, embedding={self.embedding}"
+
+    # -------------------------------------------------------------- paths
+    def _pre_activation(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``y = W x_hat + b`` and the presynaptic counts (None for an embedding)."""
+        if self.embedding:
+            return self.layer(x), None
+        _checks.check_floating("x", x)
+        if x.shape[-1] != self.layer.in_features:
+            raise ValueError(
+                f"x must have {self.layer.in_features} features in its last axis, got {x.shape[-1]}"
+            )
+        _checks.check_finite("x", x)
+        counts, scale, _ = self.pre.quantize(x)
+        if self.path == "count":
+            x_hat = self.pre.dequantize(counts, scale, None)
+            if x.requires_grad:  # straight-through, as the QSynapsis
+                x_hat = self.pre(x)
+            y = F.linear(x_hat, self.layer.weight, self.layer.bias)
+        else:
+            spikes = eiif_spikes_from_counts(counts, self.T)  # [T, ..., in]
+            flat = spikes.reshape(self.T, -1, x.shape[-1])
+            h = accumulate_spikes(flat, self.layer.weight).reshape(*x.shape[:-1], -1)
+            y = h * scale
+            if self.layer.bias is not None:
+                y = y + self.layer.bias
+        return y, counts
+
+    def forward(self, x: Tensor) -> Tensor:
+        y, counts = self._pre_activation(x)
+        out = self.post(y) if self.post is not None else y
+        if tracking():
+            self._record(counts, y, out)
+        return out
+
+    def spikes(self, x: Tensor) -> Tensor:
+        """The postsynaptic spike trains ``[T_post, ..., out]``."""
+        if self.post is None:
+            raise ValueError("this Synapsis has no postsynaptic neurons (post=False)")
+        y, _ = self._pre_activation(x)
+        counts, _, _ = self.post.quantize(y)
+        return eiif_spikes_from_counts(counts, self.T_post)
+
+    def _record(self, counts: Tensor | None, y: Tensor, out: Tensor) -> None:
+        with torch.no_grad():
+            n_out = y.shape[-1]
+            pre_spikes = counts.abs().sum() if counts is not None else 0.0
+            post_spikes = self.post.quantize(y)[0].abs().sum() if self.post is not None else 0.0
+            tokens = y.numel() // n_out
+            in_features = 1 if self.embedding else self.layer.in_features
+            additions = pre_spikes * n_out + (
+                y.numel() if getattr(self.layer, "bias", None) is not None else 0
+            )
+            record("Synapsis", pre_spikes + post_spikes, additions, tokens * in_features * n_out)
