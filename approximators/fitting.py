@@ -5,16 +5,16 @@ neuron of a `NeuronArrayApproximator`:
 
 1. **Initialisation.** In each neuron's cell the thresholds are placed where
    the target has changed by equal amounts (equal steps of
-   :math:`\int |f'|`), and the amplitudes make each level the mean of the
+   $\int |f'|$), and the amplitudes make each level the mean of the
    target between two thresholds. This is already a good staircase.
 2. **Gradient descent on the thresholds.** A staircase is flat almost
    everywhere, but its *expected* squared error over a cell is a smooth
    function of its breakpoints, so no surrogate is needed: moving breakpoint
-   :math:`b_j` between levels :math:`L_{j-1}` and :math:`L_j` changes the
+   $b_j$ between levels $L_{j-1}$ and $L_j$ changes the
    error at the rate
-   :math:`\rho\,w(b_j)\,[(f(b_j) - L_{j-1})^2 - (f(b_j) - L_j)^2]`
-   (the Lloyd-Max condition as a gradient; :math:`\rho` is the density of
-   points, :math:`w` the weight, :math:`1/f^2` for ``metric="rel"``). Adam
+   $\rho\,w(b_j)\,[(f(b_j) - L_{j-1})^2 - (f(b_j) - L_j)^2]$
+   (the Lloyd-Max condition as a gradient; $\rho$ is the density of
+   points, $w$ the weight, $1/f^2$ for ``metric="rel"``). Adam
    follows this exact gradient; at each step the levels are re-solved in
    closed form on a dense fixed grid of every cell.
 3. **Projection.** With the thresholds fixed, the amplitudes that minimise
@@ -48,11 +48,11 @@ __all__ = ["fit_approximator", "FitResult"]
 
 @dataclass
 class FitResult:
-    """What :func:`fit_approximator` returns.
+    """What `fit_approximator` returns.
 
     Attributes:
         approximator: the fitted module (count path).
-        report: its errors (:class:`~bt_neurons.approximators.metrics.ApproximationReport`).
+        report: its errors (`ApproximationReport`).
         settings: everything needed to reproduce the fit.
     """
 
@@ -139,7 +139,7 @@ def fit_approximator(
     """Fit a `NeuronArrayApproximator` to ``target``.
 
     Args:
-        target: a built-in name (``"silu"``, ...), a :class:`TargetSpec`, or a
+        target: a built-in name (``"silu"``, ...), a `TargetSpec`, or a
             function of a float64 tensor returning a tensor of the same shape.
         domain: ``(lo, hi)`` covered by neurons (required for a plain function;
             for even / odd targets, the range of ``|x|``).
@@ -159,7 +159,7 @@ def fit_approximator(
         name: label of the result (default: the target's name).
 
     Returns:
-        A :class:`FitResult`.
+        A `FitResult`.
 
     Raises:
         ValueError: on a bad domain, a target that is not finite on its

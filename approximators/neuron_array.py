@@ -2,25 +2,25 @@ r"""An array of CustomNeurons whose summed spikes approximate a function.
 
 The input range is partitioned among ``P`` neurons (`partition.make_edges`).
 An input ``x`` is routed to the neuron ``k`` whose cell
-:math:`[e_k, e_{k+1})` holds it (for an even or odd target, the cell of
-:math:`|x|`), and drives it with the constant current
+$[e_k, e_{k+1})$ holds it (for an even or odd target, the cell of
+$|x|$), and drives it with the constant current
 
 $$
 u = 1 + \frac{z - e_k}{e_{k+1} - e_k} \in [1, 2), \qquad z = x \text{ or } |x|.
 $$
 
 Neuron ``k`` is a `CustomNeuronNode` with decay
-:math:`\lambda = 0`, no reset, per-step thresholds :math:`\theta_{k,t}` and
-per-step amplitudes :math:`A_{k,t}` (paper eq. 14): at step ``t`` it fires
-iff :math:`u \ge \theta_{k,t}` and emits :math:`A_{k,t}`. Over ``T`` steps
+$\lambda = 0$, no reset, per-step thresholds $\theta_{k,t}$ and
+per-step amplitudes $A_{k,t}$ (paper eq. 14): at step ``t`` it fires
+iff $u \ge \theta_{k,t}$ and emits $A_{k,t}$. Over ``T`` steps
 
 $$
 y(x) = s(x) \sum_{t<T} A_{k,t}\,[u \ge \theta_{k,t}],
 $$
 
-with :math:`s(x) = \operatorname{sign}(x)` for odd targets, 1 otherwise. A
+with $s(x) = \operatorname{sign}(x)$ for odd targets, 1 otherwise. A
 threshold below 1 fires for every input of the cell (the fitter puts step 0
-there, so :math:`A_{k,0}` is the cell's base value); one at 2 or above never
+there, so $A_{k,0}$ is the cell's base value); one at 2 or above never
 fires. Each neuron is thus a staircase of up to ``T`` levels on its cell, and
 the array a staircase of up to ``P T`` levels on the domain.
 
@@ -62,7 +62,7 @@ class NeuronArrayApproximator(base.MemoryModule):
     A SpikingJelly multi-step module with two paths:
 
     - ``path="count"`` (default): input ``x`` ``[N, *]`` (any shape), output
-      :math:`y(x)` with the shape and dtype of ``x``, no stepping;
+      $y(x)$ with the shape and dtype of ``x``, no stepping;
     - ``path="spike"``: input ``x_seq`` ``[T, N, *]`` (step mode ``"m"``) or
       ``[N, *]`` (``"s"``), the current of each step; output the amplitude of
       each step's spike, same shape. For a constant input its sum over the
@@ -340,7 +340,7 @@ class NeuronArrayApproximator(base.MemoryModule):
 
     @classmethod
     def load(cls, stem, **kwargs) -> NeuronArrayApproximator:
-        """Load an approximator saved by :meth:`save` or ``bt-fit`` (``stem`` without suffix).
+        """Load an approximator saved by `save` or ``bt-fit`` (``stem`` without suffix).
 
         Keyword arguments (``path``, ``step_mode``, ``surrogate_function``,
         ``check_finite``) are passed to the constructor.

@@ -1,12 +1,12 @@
 r"""Partitions of an input range among the neurons of an approximator.
 
-Each neuron ``k`` of an array owns the cell :math:`[e_k, e_{k+1})` of the
+Each neuron ``k`` of an array owns the cell $[e_k, e_{k+1})$ of the
 edges ``e_0 < e_1 < ... < e_P`` (paper sections 2.5.2 and 2.5.3):
 
-- ``linear``: equal cells, :math:`e_k = a + (b - a) k / P`;
-- ``power``: :math:`e_k = a + (b - a) (k / P)^p`, finer near ``a`` for
+- ``linear``: equal cells, $e_k = a + (b - a) k / P$;
+- ``power``: $e_k = a + (b - a) (k / P)^p$, finer near ``a`` for
   ``p > 1`` (the paper's Square partition, eq. 6);
-- ``log``: :math:`e_k = a (b / a)^{k / P}`, equal ratios (the paper's Sqrt
+- ``log``: $e_k = a (b / a)^{k / P}$, equal ratios (the paper's Sqrt
   partition, eq. 7), needs ``0 < a``;
 - explicit breakpoints given by the user.
 """

@@ -23,7 +23,7 @@ class SnnTorchApproximator(nn.Module):
     * ``init_hidden=False``: ``spk, step = approx(x, step)``, starting from
       ``step = approx.init_approximator()`` (0);
     * ``init_hidden=True``: ``spk = approx(x)``, the step kept inside; restart
-      with :meth:`reset_hidden` or ``bt_neurons.snntorch.reset(net)``.
+      with `reset_hidden` or ``bt_neurons.snntorch.reset(net)``.
 
     Args:
         approximator: the approximator to step (its parameters are shared).

@@ -1,6 +1,6 @@
 """The functions bt-neurons ships approximators for, with their default settings.
 
-Each :class:`TargetSpec` says what to approximate (a float64 torch function),
+Each `TargetSpec` says what to approximate (a float64 torch function),
 over which domain, how the domain is split among neurons, how the
 approximator continues outside the domain, and under which input
 distribution its relative error is measured.

@@ -56,7 +56,8 @@ class SpikeStats:
     def summary(self) -> str:
         ratio = self.ann_energy_pj / self.energy_pj if self.energy_pj else float("inf")
         return (
-            f"spikes {self.spikes:.4g}, synaptic additions {self.additions:.4g} ({self.energy_pj / 1e6:.4g} uJ), "
+            f"spikes {self.spikes:.4g}, "
+            f"synaptic additions {self.additions:.4g} ({self.energy_pj / 1e6:.4g} uJ), "
             f"ANN MACs {self.macs:.4g} ({self.ann_energy_pj / 1e6:.4g} uJ): ANN / SNN energy {ratio:.3g}x"
         )
 
@@ -76,12 +77,12 @@ def track_spikes():
 
 
 def tracking() -> bool:
-    """Whether a :func:`track_spikes` block is open (operators skip the bookkeeping otherwise)."""
+    """Whether a `track_spikes` block is open (operators skip the bookkeeping otherwise)."""
     return bool(_ACTIVE)
 
 
 def record(name: str, spikes: torch.Tensor | float, additions: torch.Tensor | float, macs: float) -> None:
-    """Add one operator call to every open :func:`track_spikes` block."""
+    """Add one operator call to every open `track_spikes` block."""
     if not _ACTIVE:
         return
     s = float(spikes)

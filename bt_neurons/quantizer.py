@@ -1,19 +1,19 @@
 r"""Quantizer: the ANN twin of a layer of EI_IF neurons (paper section 3.1, eq. 19).
 
-Symmetric quantization with ``b`` bits and :math:`Q = 2^{b-1} - 1`:
+Symmetric quantization with ``b`` bits and $Q = 2^{b-1} - 1$:
 
 $$
 q = \operatorname{clip}(\operatorname{round}(x / s), -Q, Q), \qquad \hat x = s\,q,
 $$
 
 with ``round`` rounding halves away from zero. This is exactly the spike
-count of EI_IF neurons with the default thresholds over :math:`T = Q` steps fed
-:math:`x / s` (paper eq. 21; `eiif_count`); torch's ``round`` rounds
+count of EI_IF neurons with the default thresholds over $T = Q$ steps fed
+$x / s$ (paper eq. 21; `eiif_count`); torch's ``round`` rounds
 halves to even, which would break that equivalence.
 
 Asymmetric quantization with a real zero point:
-:math:`q = \operatorname{clip}(\operatorname{round}(x/s) + z, 0, 2^b - 1)`,
-:math:`\hat x = s (q - z)`.
+$q = \operatorname{clip}(\operatorname{round}(x/s) + z, 0, 2^b - 1)$,
+$\hat x = s (q - z)$.
 
 Scales (``granularity``):
 
@@ -24,7 +24,7 @@ Scales (``granularity``):
 
 Only per-token scales may be dynamic: a scale computed over a batch would let
 one sequence change another's output. Calibrate static scales with
-:meth:`Quantizer.calibrating`.
+`calibrating`.
 
 Training uses the straight-through estimator (eq. 23): the gradient passes
 unchanged where ``x`` is inside the representable range and is 0 where it was

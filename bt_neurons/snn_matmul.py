@@ -1,10 +1,10 @@
 r"""SNNMatmul: the product of two spike-encoded matrices (paper 2.3, eq. 3, corrected).
 
 Both operands are encoded by EI_IF neurons over ``T`` steps with per-row
-(per-token) scales: :math:`X \approx s_X C_X`, :math:`Y \approx s_Y C_Y`,
-counts in ``[-T, T]``. The paper's :math:`\sum_t S_X(t) S_Y(t)^\top` is not the
+(per-token) scales: $X \approx s_X C_X$, $Y \approx s_Y C_Y$,
+counts in ``[-T, T]``. The paper's $\sum_t S_X(t) S_Y(t)^\top$ is not the
 product of the counts for EI_IF spike trains (see PAPER.md); the exact spiking
-form accumulates with the running counts :math:`C(t) = \sum_{i \le t} S(i)`:
+form accumulates with the running counts $C(t) = \sum_{i \le t} S(i)$:
 
 $$
 A(t) = A(t-1) + S_X(t)\,C_Y(t-1) + C_X(t-1)\,S_Y(t) + S_X(t)\,S_Y(t), \qquad A(T) = C_X C_Y .
@@ -15,12 +15,12 @@ Every term is a spike (+1, -1 or 0) times an integer count: additions only.
 Two layouts, both with scales that never mix tokens:
 
 - ``x @ y.transpose(-1, -2)`` (``transpose_y=True``, attention's
-  :math:`Q K^\top`): ``x`` ``[..., m, k]`` and ``y`` ``[..., n, k]``, each
-  scaled per row (per token); the result is :math:`s_X s_Y^\top \odot (C_X C_Y^\top)`.
-- ``x @ y`` (``transpose_y=False``, attention's :math:`P V`): ``y``
+  $Q K^\top$): ``x`` ``[..., m, k]`` and ``y`` ``[..., n, k]``, each
+  scaled per row (per token); the result is $s_X s_Y^\top \odot (C_X C_Y^\top)$.
+- ``x @ y`` (``transpose_y=False``, attention's $P V$): ``y``
   ``[..., k, n]`` is scaled per row (per key token); that scale cannot be
   taken out of the sum over ``k``, so it is moved onto the columns of ``x``
-  first (:math:`X Y = (X\,\mathrm{diag}(s_Y))\,C_Y`, exact algebra), and
+  first ($X Y = (X\,\mathrm{diag}(s_Y))\,C_Y$, exact algebra), and
   ``x diag(s_Y)`` is encoded per row.
 
 Leading dimensions broadcast; for grouped-query attention pass ``y`` with
@@ -43,9 +43,9 @@ __all__ = ["SNNMatmul", "telescoping_product"]
 
 
 def telescoping_product(sx: Tensor, sy: Tensor) -> Tensor:
-    r"""$\sum_t$ of the telescoping terms for spike trains ``sx`` ``[T, ..., m, k]`` and ``sy`` ``[T, ..., k, n]``.
+    r"""Telescoping sum for spike trains ``sx`` ``[T, ..., m, k]`` and ``sy`` ``[T, ..., k, n]``.
 
-    Returns :math:`C_X C_Y` ``[..., m, n]``, accumulated step by step from spikes
+    Returns $C_X C_Y$ ``[..., m, n]``, accumulated step by step from spikes
     and running counts (each term a spike times a count).
     """
     cx = torch.zeros_like(sx[0])

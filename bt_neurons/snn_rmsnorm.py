@@ -1,6 +1,6 @@
 r"""SNNRMSNorm: RMSNorm from spiking Square and RSqrt approximators (paper 2.6, eq. 8).
 
-``mode="spiking"``, for each token :math:`x \in \mathbb{R}^n`:
+``mode="spiking"``, for each token $x \in \mathbb{R}^n$:
 
 $$
 s = \max_i |x_i| / 16, \quad x' = x / s, \quad
@@ -9,15 +9,15 @@ s = \max_i |x_i| / 16, \quad x' = x / s, \quad
 y = x'\,\rho\,w .
 $$
 
-This is exactly RMSNorm (:math:`x' \rho = x / \sqrt{\overline{x^2} + \epsilon}`)
-with the per-token scale :math:`s` putting :math:`x'` into the Square
-approximator's domain :math:`[-16, 16]`. The squares are spike counts, the
-mean is additions with a fixed weight :math:`1/n`, and :math:`\rho` is one
+This is exactly RMSNorm ($x' \rho = x / \sqrt{\overline{x^2} + \epsilon}$)
+with the per-token scale $s$ putting $x'$ into the Square
+approximator's domain $[-16, 16]$. The squares are spike counts, the
+mean is additions with a fixed weight $1/n$, and $\rho$ is one
 RSqrt approximator per token (the paper's Sqrt followed by a division; one
-inverse square root is one approximator instead of two). :math:`x' \rho` is a
+inverse square root is one approximator instead of two). $x' \rho$ is a
 per-token scale: in a spiking network the next Synapsis applies it as its
 input scale. The approximators are handed in by the caller
-(:func:`bt_neurons.approximators.spiking_rmsnorm` passes the shipped ones).
+(`spiking_rmsnorm` passes the shipped ones).
 
 ``mode="float"`` is the usual RMSNorm, an explicit float operator for comparison.
 """

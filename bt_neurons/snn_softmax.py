@@ -1,7 +1,7 @@
 r"""SNNSoftmax: softmax over the last axis, optionally causal (paper 2.4, eq. 4).
 
 ``mode="spiking"`` computes it from spiking approximators handed in by the
-caller (layer 1 does not import layer 2; :func:`bt_neurons.approximators.spiking_softmax`
+caller (layer 1 does not import layer 2; `spiking_softmax`
 builds one with the shipped approximators):
 
 $$
@@ -10,9 +10,9 @@ r = \mathrm{Reciprocal}\Big(\sum_j e_j\Big), \qquad P = r\,e .
 $$
 
 The exponentials are spike counts of the Exp approximator, the sum is
-additions, and :math:`r` is one Reciprocal approximator per row; the product
-:math:`r\,e` is a per-row scale, which in a spiking network the next
-SNNMatmul applies as its row scale (:math:`P V = r \odot (e V)`). The row
+additions, and $r$ is one Reciprocal approximator per row; the product
+$r\,e$ is a per-row scale, which in a spiking network the next
+SNNMatmul applies as its row scale ($P V = r \odot (e V)$). The row
 maximum is an order statistic (a comparison, as in winner-take-all), not
 arithmetic; it only shifts the exponent into the approximator's domain.
 

@@ -1,23 +1,23 @@
 r"""Synapsis and QSynapsis: a linear layer between two layers of EI_IF neurons.
 
 **QSynapsis** (paper eq. 20), the ANN twin used for stage-1 training:
-:math:`z = Q_{post}(W\,Q_{pre}(x) + b)`.
+$z = Q_{post}(W\,Q_{pre}(x) + b)$.
 
 **Synapsis** (paper 2.2, eq. 2 and 22): presynaptic EI_IF neurons encode
-:math:`x / s_{pre}` over :math:`T` steps as spikes :math:`S_t \in \{-1,0,1\}`;
+$x / s_{pre}$ over $T$ steps as spikes $S_t \in \{-1,0,1\}$;
 the linear layer adds the weight column of every spike,
-:math:`H = \sum_t W S_t = W C_{pre}`; the bias is added once; postsynaptic
-EI_IF neurons encode :math:`y / s_{post}` over :math:`T_{post}` steps. The
-output is the decoded value :math:`s_{post} C_{post}` (so Synapses chain like
+$H = \sum_t W S_t = W C_{pre}$; the bias is added once; postsynaptic
+EI_IF neurons encode $y / s_{post}$ over $T_{post}$ steps. The
+output is the decoded value $s_{post} C_{post}$ (so Synapses chain like
 the layers they replace), or the postsynaptic spike trains.
 
-- ``path="count"``: :math:`C_{pre}` in closed form, then one matrix product
+- ``path="count"``: $C_{pre}$ in closed form, then one matrix product
   on the decoded counts, the very operations of the QSynapsis it equals bit
   for bit (paper eq. 22);
 - ``path="spike"``: the spike trains, the linear layer applied to the spikes
-  of every step and accumulated (:func:`accumulate_spikes`), equal to the count
+  of every step and accumulated (`accumulate_spikes`), equal to the count
   path up to float summation order (exactly, when weights and scales are
-  dyadic); :func:`accumulate_spikes_reference` does the same with additions
+  dyadic); `accumulate_spikes_reference` does the same with additions
   only.
 
 Scales are per token (dynamic) by default, so no sequence depends on another.
@@ -83,7 +83,7 @@ def _check_layer(layer: nn.Module) -> None:
 
 
 class QSynapsis(nn.Module):
-    r"""Quantized linear layer: :math:`z = Q_{post}(W Q_{pre}(x) + b)` (paper eq. 20).
+    r"""Quantized linear layer: $z = Q_{post}(W Q_{pre}(x) + b)$ (paper eq. 20).
 
     Args:
         layer: the ``nn.Linear`` (or ``nn.Embedding``, which has no pre-quantizer).
@@ -152,7 +152,7 @@ class Synapsis(nn.Module):
         path: ``"count"`` (default) or ``"spike"``.
 
     Forward: input ``[..., in]`` (float; for an embedding, ids ``[...]``),
-    output ``[..., out]`` decoded values; :meth:`spikes` returns the output spike
+    output ``[..., out]`` decoded values; `spikes` returns the output spike
     trains ``[T_post, ..., out]``.
     """
 
