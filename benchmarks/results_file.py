@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["RESULTS_HEADER", "markers", "machine_info", "write_section"]
+__all__ = ["RESULTS_HEADER", "markers", "machine_info", "write_section", "peak_rss_rise_mib", "MALLOC_ENV"]
 
 RESULTS_HEADER = (
     "# Benchmark results\n\n"
@@ -68,3 +68,30 @@ def write_section(path: Path, name: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text if text.endswith("\n") else text + "\n")
+
+
+#: glibc returns large freed blocks to the system at once with this setting, so that the
+#: resident-set high-water mark measures what one call really needs.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+
+
+def _status_kib(field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"{field} not found in /proc/self/status")
+    return int(match.group(1))
+
+
+def peak_rss_rise_mib(fn) -> float:
+    """Peak resident-memory rise (MiB) while ``fn()`` runs (Linux; run ``fn`` once before to warm up).
+
+    Resets the high-water mark through ``/proc/self/clear_refs``; meaningful when
+    the process was started with :data:`MALLOC_ENV`.
+    """
+    import gc
+
+    gc.collect()
+    before = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
+    fn()
+    return max(_status_kib("VmHWM") - before, 0) / 1024

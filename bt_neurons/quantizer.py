@@ -48,13 +48,18 @@ GRANULARITIES = ("token", "channel", "tensor")
 def round_half_away(v: Tensor) -> Tensor:
     """Round to the nearest integer, halves away from zero, exactly (as EI_IF counts do).
 
-    ``floor(|v| + 0.5)`` can round up when ``|v| + 0.5`` is not representable; the
-    correction compares ``|v|`` with ``n - 0.5`` exactly.
+    ``torch.round`` is exact but rounds halves to even; only exact halves differ,
+    so they are found (one comparison) and moved away from zero. This avoids
+    ``floor(|v| + 0.5)``, whose addition can round up (``0.49999997 + 0.5`` is
+    1.0 in float32).
     """
-    a = v.abs()
-    n = torch.floor(a + 0.5)
-    n = n - (a < n - 0.5).to(n.dtype)
-    return n.copysign(v).masked_fill_(n == 0, 0.0)
+    n = torch.round(v)
+    ties = torch.sub(v, n).abs_().eq_(0.5)
+    if bool(ties.any()):
+        idx = ties.nonzero(as_tuple=True)
+        nv, vv = n[idx], v[idx]
+        n[idx] = torch.where(nv.abs() < vv.abs(), nv + torch.sign(vv), nv)
+    return n
 
 
 class Quantizer(nn.Module):
@@ -136,6 +141,8 @@ class Quantizer(nn.Module):
         """``(scale, zero_point)`` for ``x`` (dynamic) or the calibrated ones."""
         if self.dynamic and not self._observing:
             x = x.detach()
+            if self.symmetric:  # one pass: the largest magnitude of each token
+                return (x.abs().amax(-1, keepdim=True) / self.qmax).clamp_min_(self.eps), None
             return self._scale_from(self._reduce(x, "min"), self._reduce(x, "max"))
         if self.scale is None:
             raise RuntimeError(
@@ -158,6 +165,8 @@ class Quantizer(nn.Module):
             self._observing = False
         if self._lo is None:
             raise RuntimeError("no data was seen while calibrating")
+        if not (bool(torch.isfinite(self._lo).all()) and bool(torch.isfinite(self._hi).all())):
+            raise ValueError("calibration data must be finite: the scales would not be (NaN or Inf was seen)")
         scale, zero = self._scale_from(self._lo, self._hi)
         self.scale = scale
         self.zero_point = zero
@@ -178,11 +187,38 @@ class Quantizer(nn.Module):
         _checks.check_floating("x", x)
         scale, zero = self.scales(x)
         scale = scale.to(x.dtype)
+        if not bool(torch.isfinite(scale).all()):
+            raise ValueError("x must be finite, but it contains NaN or Inf (its scale is not finite)")
         if self.symmetric:
             q = round_half_away(x.detach() / scale).clamp_(-self.qmax, self.qmax)
         else:
             q = (round_half_away(x.detach() / scale) + zero.to(x.dtype)).clamp_(0, self.qmax)
         return q, scale, zero
+
+    def fake_quantize_(self, x: Tensor, *, chunk: int = 1 << 16) -> Tensor:
+        """``dequantize(quantize(x))`` written into ``x`` itself (no autograd).
+
+        Symmetric per-token scales are processed in chunks of about ``chunk``
+        elements, so the temporaries stay small and in cache; other settings fall
+        back to :meth:`quantize` and :meth:`dequantize`.
+        """
+        if not (self.symmetric and self.granularity == "token" and self.dynamic) or x.requires_grad:
+            q, scale, zero = self.quantize(x)
+            return x.copy_(self.dequantize(q, scale, zero))
+        _checks.check_floating("x", x)
+        rows = x.view(-1, x.shape[-1]) if x.is_contiguous() else None
+        if rows is None:
+            return x.copy_(self.fake_quantize_(x.contiguous(), chunk=chunk))
+        step = max(1, chunk // max(1, x.shape[-1]))
+        for block in rows.split(step):
+            scale = (
+                torch.linalg.vector_norm(block, float("inf"), dim=-1, keepdim=True) / self.qmax
+            ).clamp_min_(self.eps)
+            if not bool(torch.isfinite(scale).all()):
+                raise ValueError("x must be finite, but it contains NaN or Inf (its scale is not finite)")
+            n = round_half_away(block.div_(scale))
+            block.copy_(n.clamp_(-self.qmax, self.qmax).mul_(scale))
+        return x
 
     def dequantize(self, q: Tensor, scale: Tensor, zero: Tensor | None) -> Tensor:
         """``s q`` (symmetric) or ``s (q - z)`` (asymmetric)."""

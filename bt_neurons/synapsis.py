@@ -34,7 +34,7 @@ from .accounting import record, tracking
 from .functional.eiif import eiif_spikes_from_counts
 from .quantizer import Quantizer
 
-__all__ = ["QSynapsis", "Synapsis", "accumulate_spikes", "accumulate_spikes_reference"]
+__all__ = ["QSynapsis", "Synapsis", "accumulate_spikes", "accumulate_spikes_reference", "quantized_linear"]
 
 
 def accumulate_spikes(spikes: Tensor, weight: Tensor) -> Tensor:
@@ -75,6 +75,34 @@ def accumulate_spikes_reference(spikes: Tensor, weight: Tensor) -> Tensor:
         out.index_add_(0, pos[:, 0], columns[pos[:, 1]])
         out.index_add_(0, neg[:, 0], -columns[neg[:, 1]])
     return out
+
+
+def quantized_linear(
+    x: Tensor, pre: Quantizer, weight: Tensor, bias: Tensor | None, *, chunk: int = 1 << 16
+) -> Tensor:
+    """``F.linear(pre(x), weight, bias)`` for inference, a block of rows at a time.
+
+    The quantized input never exists in full: each block of about ``chunk``
+    elements is quantized in a small buffer and multiplied into its rows of the
+    output, so the memory is that of the output alone. With autograd on, this is
+    the plain straight-through ``F.linear(pre(x), weight, bias)``.
+    """
+    if (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)) or not (
+        pre.symmetric and pre.dynamic and pre.granularity == "token"
+    ):
+        return F.linear(pre(x), weight, bias)
+    rows = x.reshape(-1, x.shape[-1])
+    out = torch.empty(rows.shape[0], weight.shape[0], dtype=torch.result_type(x, weight), device=x.device)
+    step = max(1, chunk // max(1, x.shape[-1]))
+    wt = weight.t()
+    for start in range(0, rows.shape[0], step):
+        block = pre.fake_quantize_(rows[start : start + step].clone())
+        target = out[start : start + step]
+        if bias is None:
+            torch.mm(block, wt, out=target)
+        else:
+            torch.addmm(bias, block, wt, out=target)
+    return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
 def _check_layer(layer: nn.Module) -> None:
@@ -132,9 +160,17 @@ class QSynapsis(nn.Module):
                 raise ValueError(
                     f"x must have {self.layer.in_features} features in its last axis, got {x.shape[-1]}"
                 )
-            x = self.pre(x) if self.pre is not None else x
-        y = self.layer(x)
-        return self.post(y) if self.post is not None else y
+            if self.pre is not None:
+                y = quantized_linear(x, self.pre, self.layer.weight, self.layer.bias)
+            else:
+                y = self.layer(x)
+        else:
+            y = self.layer(x)
+        if self.post is None:
+            return y
+        if torch.is_grad_enabled() and y.requires_grad:
+            return self.post(y)
+        return self.post.fake_quantize_(y)
 
 
 class Synapsis(nn.Module):
@@ -234,36 +270,37 @@ class Synapsis(nn.Module):
 
     # -------------------------------------------------------------- paths
     def _pre_activation(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """``y = W x_hat + b`` and the presynaptic counts (None for an embedding)."""
+        """``y = W x_hat + b`` and the number of presynaptic spikes (when spikes are tracked)."""
         if self.embedding:
-            return self.layer(x), None
+            return self.layer(x), 0.0
         _checks.check_floating("x", x)
         if x.shape[-1] != self.layer.in_features:
             raise ValueError(
                 f"x must have {self.layer.in_features} features in its last axis, got {x.shape[-1]}"
             )
-        _checks.check_finite("x", x)
-        counts, scale, _ = self.pre.quantize(x)
         if self.path == "count":
-            x_hat = self.pre.dequantize(counts, scale, None)
-            if x.requires_grad:  # straight-through, as the QSynapsis
-                x_hat = self.pre(x)
-            y = F.linear(x_hat, self.layer.weight, self.layer.bias)
+            pre_spikes = self.pre.quantize(x)[0].abs().sum() if tracking() else 0.0
+            y = quantized_linear(x, self.pre, self.layer.weight, self.layer.bias)  # what the QSynapsis does
         else:
+            counts, scale, _ = self.pre.quantize(x)  # raises on NaN / Inf (the scale is not finite)
+            pre_spikes = counts.abs().sum() if tracking() else 0.0
             spikes = eiif_spikes_from_counts(counts, self.T)  # [T, ..., in]
             flat = spikes.reshape(self.T, -1, x.shape[-1])
             h = accumulate_spikes(flat, self.layer.weight).reshape(*x.shape[:-1], -1)
             y = h * scale
             if self.layer.bias is not None:
                 y = y + self.layer.bias
-        return y, counts
+        return y, pre_spikes
 
     def forward(self, x: Tensor) -> Tensor:
-        y, counts = self._pre_activation(x)
-        out = self.post(y) if self.post is not None else y
+        y, pre_spikes = self._pre_activation(x)
         if tracking():
-            self._record(counts, y, out)
-        return out
+            self._record(pre_spikes, y)
+        if self.post is None:
+            return y
+        if torch.is_grad_enabled() and y.requires_grad:
+            return self.post(y)
+        return self.post.fake_quantize_(y)  # in place: y is not needed any more
 
     def spikes(self, x: Tensor) -> Tensor:
         """The postsynaptic spike trains ``[T_post, ..., out]``."""
@@ -273,10 +310,9 @@ class Synapsis(nn.Module):
         counts, _, _ = self.post.quantize(y)
         return eiif_spikes_from_counts(counts, self.T_post)
 
-    def _record(self, counts: Tensor | None, y: Tensor, out: Tensor) -> None:
+    def _record(self, pre_spikes: Tensor | float, y: Tensor) -> None:
         with torch.no_grad():
             n_out = y.shape[-1]
-            pre_spikes = counts.abs().sum() if counts is not None else 0.0
             post_spikes = self.post.quantize(y)[0].abs().sum() if self.post is not None else 0.0
             tokens = y.numel() // n_out
             in_features = 1 if self.embedding else self.layer.in_features

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from bt_neurons.approximators import spiking_rmsnorm, spiking_softmax
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import inputs
@@ -18,7 +19,6 @@ from bt_neurons import (
     Synapsis,
     track_spikes,
 )
-from bt_neurons.approximators import spiking_rmsnorm, spiking_softmax
 from bt_neurons.functional import eiif_count
 from bt_neurons.quantizer import round_half_away
 from bt_neurons.synapsis import accumulate_spikes, accumulate_spikes_reference
@@ -72,6 +72,9 @@ def test_static_scales_by_calibration_and_granularities():
     torch.testing.assert_close(tensor.scale, (2 * x).abs().max() / 127)
     with pytest.raises(ValueError, match="only allowed with granularity='token'"):
         Quantizer(8, granularity="tensor")
+    bad = Quantizer(8, granularity="tensor", dynamic=False)
+    with pytest.raises(ValueError, match="calibration data must be finite"), bad.calibrating():
+        bad(torch.tensor([1.0, float("inf")]))
 
 
 def test_straight_through_estimator():
