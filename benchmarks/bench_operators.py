@@ -65,6 +65,10 @@ def hidden_states(tokens: int) -> tuple[Tensor, str]:
     ggufs = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf")) if spec else []
     if ggufs:
         try:
+            # torchvision 0.28 and torchaudio 2.11 (pulled in by spikingjelly) cannot load their C
+            # operators with torch 2.13.0+cpu, and transformers imports them when present: hide them.
+            for broken in ("torchvision", "torchaudio"):
+                sys.modules.setdefault(broken, None)  # type: ignore[arg-type]
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             path = ggufs[0]
@@ -83,7 +87,8 @@ def hidden_states(tokens: int) -> tuple[Tensor, str]:
                 model(ids)
             for h in hooks:
                 h.remove()
-            return torch.cat([c.reshape(-1, c.shape[-1]) for c in captured]), "SmolLM2-135M, all 30 layers"
+            states = torch.cat([c.reshape(-1, c.shape[-1]) for c in captured])
+            return states, f"SmolLM2-135M-Instruct, inputs of all 30 attention RMSNorms, {ids.shape[1]} tokens of docs text"
         except Exception as exc:  # report and fall back
             print(f"could not load SmolLM2 hidden states ({exc}); using synthetic ones", file=sys.stderr)
     g = torch.Generator().manual_seed(0)
