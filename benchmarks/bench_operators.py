@@ -88,7 +88,10 @@ def hidden_states(tokens: int) -> tuple[Tensor, str]:
             for h in hooks:
                 h.remove()
             states = torch.cat([c.reshape(-1, c.shape[-1]) for c in captured])
-            return states, f"SmolLM2-135M-Instruct, inputs of all 30 attention RMSNorms, {ids.shape[1]} tokens of docs text"
+            return (
+                states,
+                f"SmolLM2-135M-Instruct, inputs of all 30 attention RMSNorms, {ids.shape[1]} tokens of docs text",
+            )
         except Exception as exc:  # report and fall back
             print(f"could not load SmolLM2 hidden states ({exc}); using synthetic ones", file=sys.stderr)
     g = torch.Generator().manual_seed(0)
