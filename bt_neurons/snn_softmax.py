@@ -104,11 +104,9 @@ class SNNSoftmax(nn.Module):
         s = scores.float()
         if allowed is not None:
             s = s.masked_fill(~allowed, float("-inf"))
-        z = (
-            (s - s.amax(-1, keepdim=True).detach()).masked_fill(~allowed, 0.0)
-            if allowed is not None
-            else (s - s.amax(-1, keepdim=True).detach())
-        )
+        z = s - s.amax(-1, keepdim=True).detach()  # <= 0: the Exp approximator's domain
+        if allowed is not None:
+            z = z.masked_fill(~allowed, 0.0)  # masked entries (-inf) are not evaluated: zeroed below
         e = self.exp(z)
         if allowed is not None:
             e = e.masked_fill(~allowed, 0.0)
