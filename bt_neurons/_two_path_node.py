@@ -59,8 +59,9 @@ class TwoPathNode(neuron.BaseNode):
         self._check_parameters()
         return super().multi_step_forward(x_seq, *args, **kwargs)
 
-    def _count(self, x: Tensor, T: int) -> Tensor:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def _count(self, x: Tensor, T: int) -> Tensor:  # pragma: no cover - every subclass overrides it
+        """The count path of the concrete neuron (abstract: subclasses define their closed form)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _count(x, T), its count path")
 
     def count(self, x: Tensor, T: int | None = None) -> Tensor:
         """Total output under the constant input ``x`` over ``T`` steps, without stepping.
