@@ -12,6 +12,7 @@ from .custom_neuron_node import CustomNeuronNode
 from .eiif_node import EIIFNode
 from .quantizer import Quantizer
 from .snn_matmul import SNNMatmul
+from .snn_multiply import SNNMultiply
 from .snn_rmsnorm import SNNRMSNorm
 from .snn_softmax import SNNSoftmax
 from .synapsis import QSynapsis, Synapsis
@@ -31,6 +32,7 @@ __all__ = [
     "QSynapsis",
     "Quantizer",
     "SNNMatmul",
+    "SNNMultiply",
     "SNNRMSNorm",
     "SNNSoftmax",
     "SpikeStats",

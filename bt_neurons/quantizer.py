@@ -73,6 +73,10 @@ class Quantizer(nn.Module):
         qmax: override the largest level ``Q`` of symmetric quantization (e.g. the
             number of time steps ``T`` of the EI_IF neurons it stands for).
         eps: smallest scale (guards all-zero tokens).
+        clip: dynamic per-token scales are ``clip * max|x| / qmax`` (default 1:
+            no clipping); a ``clip < 1`` saturates the largest values at ``±qmax``
+            and resolves the rest more finely. Stored as the buffer
+            ``clip_ratio`` (saved with the state dict), so it can be calibrated.
 
     Shapes: input ``[..., C]``; the scale is ``[..., 1]`` (token), ``[C]`` (channel)
     or ``[]`` (tensor).
@@ -87,8 +91,11 @@ class Quantizer(nn.Module):
         dynamic: bool = True,
         qmax: int | None = None,
         eps: float = 1e-8,
+        clip: float = 1.0,
     ) -> None:
         super().__init__()
+        if isinstance(clip, bool) or not isinstance(clip, int | float) or not 0.0 < clip <= 1.0:
+            raise ValueError(f"clip must be a float in (0, 1], got {clip!r}")
         if isinstance(bits, bool) or not isinstance(bits, int) or bits < 2:
             raise ValueError(f"bits must be an int >= 2, got {bits!r}")
         _checks.check_choice("granularity", granularity, GRANULARITIES)
@@ -107,6 +114,7 @@ class Quantizer(nn.Module):
         self.dynamic = bool(dynamic)
         self.qmax = qmax if qmax is not None else (2 ** (bits - 1) - 1 if symmetric else 2**bits - 1)
         self.eps = float(eps)
+        self.register_buffer("clip_ratio", torch.tensor(float(clip)))
         self.register_buffer("scale", None)
         self.register_buffer("zero_point", None)
         self._observing = False
@@ -117,6 +125,7 @@ class Quantizer(nn.Module):
         return (
             f"bits={self.bits}, qmax={self.qmax}, symmetric={self.symmetric}, "
             f"granularity={self.granularity!r}, dynamic={self.dynamic}, calibrated={self.scale is not None}"
+            + (f", clip={float(self.clip_ratio):.3g}" if float(self.clip_ratio) != 1.0 else "")
         )
 
     # ------------------------------------------------------------ scales
@@ -142,7 +151,8 @@ class Quantizer(nn.Module):
         if self.dynamic and not self._observing:
             x = x.detach()
             if self.symmetric:  # one pass: the largest magnitude of each token
-                return (x.abs().amax(-1, keepdim=True) / self.qmax).clamp_min_(self.eps), None
+                amax = x.abs().amax(-1, keepdim=True)
+                return (amax * (self.clip_ratio.to(amax.dtype) / self.qmax)).clamp_min_(self.eps), None
             return self._scale_from(self._reduce(x, "min"), self._reduce(x, "max"))
         if self.scale is None:
             raise RuntimeError(
@@ -211,9 +221,10 @@ class Quantizer(nn.Module):
             return x.copy_(self.fake_quantize_(x.contiguous(), chunk=chunk))
         step = max(1, chunk // max(1, x.shape[-1]))
         for block in rows.split(step):
-            scale = (
-                torch.linalg.vector_norm(block, float("inf"), dim=-1, keepdim=True) / self.qmax
-            ).clamp_min_(self.eps)
+            ratio = self.clip_ratio.to(block.dtype) / self.qmax
+            scale = (torch.linalg.vector_norm(block, float("inf"), dim=-1, keepdim=True) * ratio).clamp_min_(
+                self.eps
+            )
             if not bool(torch.isfinite(scale).all()):
                 raise ValueError("x must be finite, but it contains NaN or Inf (its scale is not finite)")
             n = round_half_away(block.div_(scale))

@@ -31,6 +31,8 @@ float64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -42,17 +44,20 @@ from .quantizer import Quantizer
 __all__ = ["SNNMatmul", "telescoping_product"]
 
 
-def telescoping_product(sx: Tensor, sy: Tensor) -> Tensor:
+def telescoping_product(
+    sx: Tensor, sy: Tensor, op: Callable[[Tensor, Tensor], Tensor] = torch.matmul
+) -> Tensor:
     r"""Telescoping sum for spike trains ``sx`` ``[T, ..., m, k]`` and ``sy`` ``[T, ..., k, n]``.
 
     Returns $C_X C_Y$ ``[..., m, n]``, accumulated step by step from spikes
-    and running counts (each term a spike times a count).
+    and running counts (each term a spike times a count). ``op=torch.mul``
+    gives the elementwise product $C_X \odot C_Y$ of two trains of one shape.
     """
     cx = torch.zeros_like(sx[0])
     cy = torch.zeros_like(sy[0])
-    acc = torch.zeros(sx.shape[1:-1] + sy.shape[-1:], dtype=sx.dtype, device=sx.device)
+    acc = torch.zeros_like(op(sx[0], sy[0]))
     for t in range(sx.shape[0]):
-        acc = acc + sx[t] @ cy + cx @ sy[t] + sx[t] @ sy[t]
+        acc = acc + op(sx[t], cy) + op(cx, sy[t]) + op(sx[t], sy[t])
         cx = cx + sx[t]
         cy = cy + sy[t]
     return acc

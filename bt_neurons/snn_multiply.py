@@ -1,0 +1,79 @@
+r"""SNNMultiply: the elementwise product of two spike-encoded tensors.
+
+A gated MLP multiplies two activations elementwise, $\mathrm{SiLU}(g) \odot u$.
+Both operands are encoded by EI_IF neurons over ``T`` steps with per-token
+scales, $x \approx s_x C_x$, $y \approx s_y C_y$ (counts in ``[-T, T]``),
+and the product is $s_x s_y\,(C_x \odot C_y)$.
+
+- ``path="count"``: the counts in closed form, multiplied once;
+- ``path="spike"``: the same telescoping sum as `SNNMatmul`, elementwise,
+  $A(t) = A(t-1) + S_x(t) C_y(t-1) + C_x(t-1) S_y(t) + S_x(t) S_y(t)$, so that
+  every term is a spike times an integer count (additions only).
+
+The two paths are equal exactly: the counts are integers and their products
+are exact in float32 while $T^2 < 2^{24}$.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from . import _checks
+from .accounting import record, tracking
+from .functional.eiif import eiif_spikes_from_counts
+from .quantizer import Quantizer
+from .snn_matmul import telescoping_product
+
+__all__ = ["SNNMultiply"]
+
+
+class SNNMultiply(nn.Module):
+    """Spiking elementwise product ``x * y`` of two tensors of one shape ``[..., C]``.
+
+    Args:
+        timesteps: ``T`` of the EI_IF neurons encoding both operands. Default 15.
+        path: ``"count"`` (default) or ``"spike"``.
+
+    Scales are per token (the last axis), so no token changes another's output.
+    """
+
+    def __init__(self, timesteps: int = 15, *, path: str = "count") -> None:
+        super().__init__()
+        self.T = _checks.check_timesteps("timesteps", timesteps)
+        _checks.check_choice("path", path, ("count", "spike"))
+        self.path = path
+        self.quantizer = Quantizer(qmax=self.T)
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, path={self.path!r}"
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        for name, t in (("x", x), ("y", y)):
+            _checks.check_floating(name, t)
+            _checks.check_rank(name, t, 1, "[..., C]")
+        if x.shape != y.shape:
+            raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        if x.dtype != y.dtype:
+            raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
+        cx, sx, _ = self.quantizer.quantize(x)  # raises on NaN / Inf
+        cy, sy, _ = self.quantizer.quantize(y)
+        dt = _checks.compute_dtype(x.dtype)
+        if self.path == "count":
+            prod = cx.to(dt) * cy.to(dt)
+        else:
+            prod = telescoping_product(
+                eiif_spikes_from_counts(cx.to(dt), self.T),
+                eiif_spikes_from_counts(cy.to(dt), self.T),
+                torch.mul,
+            )
+        out = (prod * (sx.to(dt) * sy.to(dt))).to(x.dtype)
+        if x.requires_grad or y.requires_grad:  # straight-through: d(xy) = y dx + x dy
+            xd, yd = x.detach(), y.detach()
+            out = out + (x * yd + xd * y - 2 * xd * yd).to(out.dtype)
+        if tracking():
+            with torch.no_grad():
+                sx_n, sy_n = cx.abs().sum(), cy.abs().sum()
+                # each spike adds the other operand's running count: about one addition per spike
+                record("SNNMultiply", sx_n + sy_n, sx_n + sy_n, out.numel())
+        return out
