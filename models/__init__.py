@@ -1,7 +1,31 @@
-"""Layer 3 of bt-neurons: the spiking language model and its training stages.
+"""Layer 3 of bt-neurons: the spiking language model.
 
-Installed as ``bt_neurons.models``. It builds on ``bt_neurons`` and
-``bt_neurons.approximators``; the model arrives with its own issue.
+Installed as ``bt_neurons.models``; builds on ``bt_neurons`` and
+``bt_neurons.approximators``. Importing it registers the model with
+transformers' ``AutoConfig`` and ``AutoModelForCausalLM`` (model type
+``"bt_spiking"``).
+
+- `BTSpikingConfig`, `BTSpikingForCausalLM`: the transformers-compatible
+  spiking causal LM;
+- `convert`: Llama / Qwen2 checkpoint -> spiking model;
+- `perplexity`, `energy_per_token`: measure a model on text.
 """
 
-__all__: list[str] = []
+from . import _transformers  # noqa: F401  (must precede the transformers import)
+from .configuration import OPERATORS, BTSpikingConfig, operator_modes
+from .modeling import BTSpikingForCausalLM, BTSpikingModel, BTSpikingPreTrainedModel
+
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM  # noqa: E402  isort: skip
+
+AutoConfig.register(BTSpikingConfig.model_type, BTSpikingConfig, exist_ok=True)
+AutoModel.register(BTSpikingConfig, BTSpikingModel, exist_ok=True)
+AutoModelForCausalLM.register(BTSpikingConfig, BTSpikingForCausalLM, exist_ok=True)
+
+__all__ = [
+    "OPERATORS",
+    "BTSpikingConfig",
+    "BTSpikingForCausalLM",
+    "BTSpikingModel",
+    "BTSpikingPreTrainedModel",
+    "operator_modes",
+]

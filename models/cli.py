@@ -1,0 +1,206 @@
+"""``bt-convert`` and ``bt-chat``: convert a checkpoint and talk to the spiking model from the shell.
+
+``bt-convert SRC DST --timesteps T`` converts a local Llama / Qwen2 checkpoint
+(``--gguf-file`` for GGUF) and writes the spiking model and its tokenizer to
+``DST`` (a folder written whole or not at all). ``bt-chat DST`` generates from
+it: once with ``--prompt``, or a conversation read line by line from stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["chat_main", "convert_main"]
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _spiking_arguments(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    parser.add_argument(
+        "--path", choices=("count", "spike"), default="count" if defaults else None, help="execution path"
+    )
+    parser.add_argument(
+        "--operators",
+        choices=("hybrid", "spiking", "float"),
+        default="hybrid" if defaults else None,
+        help="hybrid: spiking linear layers and attention products, float softmax/RMSNorm/SiLU; "
+        "spiking: every operator spiking; float: the ANN twin",
+    )
+
+
+def convert_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bt-convert",
+        description="Convert a local Llama / Qwen2 checkpoint into a bt-neurons spiking model.",
+    )
+    p.add_argument("src", help="folder of the Hugging Face checkpoint (transformers or GGUF)")
+    p.add_argument("dst", help="folder to write the spiking model to (must not exist unless --force)")
+    p.add_argument("--timesteps", "-T", type=_positive, default=15, help="EI_IF time steps T (default 15)")
+    p.add_argument("--gguf-file", help="the GGUF file inside SRC")
+    p.add_argument("--calibration-file", help="a UTF-8 text file to calibrate the clip ratios on")
+    p.add_argument("--calibration-tokens", type=_positive, default=256, help="tokens used (default 256)")
+    p.add_argument("--no-rotate", action="store_true", help="do not fold rotations into the weights")
+    p.add_argument("--seed", type=int, default=0, help="seed of the residual rotation")
+    p.add_argument("--force", action="store_true", help="replace DST if it exists")
+    _spiking_arguments(p, defaults=True)
+    return p
+
+
+def _write_atomically(model, tokenizer, dst: Path, force: bool) -> None:
+    """Save into a temporary folder beside ``dst``, then move it into place."""
+    parent = dst.parent if str(dst.parent) else Path(".")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=parent))
+    try:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if dst.exists():
+            if not force:
+                raise _UsageError(f"dst {str(dst)!r} already exists (use --force to replace it)")
+            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=parent))
+            os.replace(dst, old / "model")
+            os.replace(tmp, dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def convert_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``bt-convert``; returns the exit status (2 for a usage error)."""
+    args = convert_parser().parse_args(argv)
+    src, dst = Path(args.src), Path(args.dst)
+    try:
+        if not src.is_dir():
+            raise _UsageError(f"src {str(src)!r} is not a folder")
+        if dst.exists() and not args.force:
+            raise _UsageError(f"dst {str(dst)!r} already exists (use --force to replace it)")
+        if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
+            raise _UsageError(f"the parent folder of dst {str(dst)!r} does not exist")
+        text = None
+        if args.calibration_file is not None:
+            try:
+                text = Path(args.calibration_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise _UsageError(f"cannot read --calibration-file: {exc}") from None
+        from .conversion import convert, load_source
+
+        print(f"loading {src} ...", file=sys.stderr)
+        source, tokenizer = load_source(src, args.gguf_file)
+        print(f"converting at T={args.timesteps} ...", file=sys.stderr)
+        model = convert(
+            source,
+            args.timesteps,
+            text,
+            tokenizer=tokenizer,
+            path=args.path,
+            operators=args.operators,
+            rotate=not args.no_rotate,
+            seed=args.seed,
+            calibration_tokens=args.calibration_tokens,
+        )
+        _write_atomically(model, tokenizer, dst, args.force)
+    except (_UsageError, FileNotFoundError, ValueError, TypeError) as exc:
+        print(f"bt-convert: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bt-convert: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    print(f"wrote {dst}", file=sys.stderr)
+    return 0
+
+
+def chat_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bt-chat", description="Generate text with a converted spiking model.")
+    p.add_argument("model", help="folder written by bt-convert")
+    p.add_argument("--prompt", "-p", help="generate once for this prompt (default: read lines from stdin)")
+    p.add_argument("--max-new-tokens", type=_positive, default=64)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timesteps", "-T", type=_positive, help="override the model's T")
+    p.add_argument("--raw", action="store_true", help="do not apply the tokenizer's chat template")
+    _spiking_arguments(p, defaults=False)
+    return p
+
+
+def _reply(model, tokenizer, messages: list[dict], args) -> str:
+    import torch
+
+    if not args.raw and getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = messages[-1]["content"]
+    enc = tokenizer(text, return_tensors="pt")
+    kwargs = {"max_new_tokens": args.max_new_tokens, "pad_token_id": tokenizer.eos_token_id}
+    if args.sample:
+        torch.manual_seed(args.seed)
+        kwargs.update(do_sample=True, temperature=args.temperature, top_p=args.top_p)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    with torch.no_grad():
+        out = model.generate(**enc, **kwargs)
+    return tokenizer.decode(out[0, enc.input_ids.shape[1] :], skip_special_tokens=True).strip()
+
+
+def chat_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``bt-chat``; returns the exit status."""
+    args = chat_parser().parse_args(argv)
+    folder = Path(args.model)
+    if not (folder / "config.json").is_file():
+        print(f"bt-chat: error: {str(folder)!r} is not a model folder (no config.json)", file=sys.stderr)
+        return 2
+    if args.temperature <= 0 or not 0 < args.top_p <= 1:
+        print("bt-chat: error: --temperature must be > 0 and --top-p in (0, 1]", file=sys.stderr)
+        return 2
+    from transformers import AutoTokenizer
+
+    from .modeling import BTSpikingForCausalLM
+
+    try:
+        model = BTSpikingForCausalLM.from_pretrained(folder, local_files_only=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        print(f"bt-chat: error: cannot load {str(folder)!r}: {exc}", file=sys.stderr)
+        return 2
+    model.set_spiking(timesteps=args.timesteps, path=args.path, operators=args.operators)
+    try:
+        if args.prompt is not None:
+            print(_reply(model, tokenizer, [{"role": "user", "content": args.prompt}], args))
+            return 0
+        messages: list[dict] = []
+        interactive = sys.stdin.isatty()
+        while True:
+            if interactive:
+                print("> ", end="", flush=True)
+            line = sys.stdin.readline()
+            if not line:
+                return 0
+            if not line.strip():
+                continue
+            messages.append({"role": "user", "content": line.strip()})
+            answer = _reply(model, tokenizer, messages, args)
+            messages.append({"role": "assistant", "content": answer})
+            print(answer, flush=True)
+    except KeyboardInterrupt:
+        return 130

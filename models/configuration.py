@@ -1,0 +1,153 @@
+"""`BTSpikingConfig`: the configuration of the spiking causal language model.
+
+The architecture fields are those of Llama / Qwen2 (their names and meanings
+are transformers'); the spiking fields choose the time steps, the execution
+path and, per operator, spiking or explicit float mode.
+"""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig  # noqa: E402
+
+from . import _transformers  # noqa: F401  (must precede the transformers import)
+
+__all__ = ["BTSpikingConfig", "OPERATORS", "operator_modes"]
+
+#: The operators a spiking model is built from, each ``"spiking"`` or ``"float"``.
+OPERATORS = ("linear", "matmul", "multiply", "softmax", "rmsnorm", "silu")
+
+_PRESETS = {
+    # every operator spiking
+    "spiking": dict.fromkeys(OPERATORS, "spiking"),
+    # spiking linear layers and attention products; float softmax, RMSNorm and SiLU
+    "hybrid": {
+        "linear": "spiking",
+        "matmul": "spiking",
+        "multiply": "spiking",
+        "softmax": "float",
+        "rmsnorm": "float",
+        "silu": "float",
+    },
+    # nothing spiking: the ANN twin (with the converted weights)
+    "float": dict.fromkeys(OPERATORS, "float"),
+}
+
+
+def operator_modes(operators: str | dict | None) -> dict[str, str]:
+    """Expand ``operators`` (a preset name or a partial dict) to a full dict.
+
+    Presets: ``"spiking"`` (everything spiking), ``"hybrid"`` (default: spiking
+    linear layers, attention products and gate product; float softmax, RMSNorm
+    and SiLU) and ``"float"``. A dict overrides the ``"hybrid"`` preset, e.g.
+    ``{"softmax": "spiking"}``.
+    """
+    if operators is None:
+        return dict(_PRESETS["hybrid"])
+    if isinstance(operators, str):
+        if operators not in _PRESETS:
+            raise ValueError(f"operators must be one of {sorted(_PRESETS)} or a dict, got {operators!r}")
+        return dict(_PRESETS[operators])
+    if not isinstance(operators, dict):
+        raise TypeError(f"operators must be a preset name or a dict, got {type(operators).__name__}")
+    unknown = sorted(set(operators) - set(OPERATORS))
+    if unknown:
+        raise ValueError(f"operators has unknown keys {unknown}; the operators are {list(OPERATORS)}")
+    modes = dict(_PRESETS["hybrid"])
+    for key, mode in operators.items():
+        if mode not in ("spiking", "float"):
+            raise ValueError(f"operators[{key!r}] must be 'spiking' or 'float', got {mode!r}")
+        modes[key] = mode
+    return modes
+
+
+@strict
+class BTSpikingConfig(PreTrainedConfig):
+    r"""Configuration of `BTSpikingForCausalLM`.
+
+    Architecture (as in transformers' ``LlamaConfig``): ``vocab_size``,
+    ``hidden_size``, ``intermediate_size``, ``num_hidden_layers``,
+    ``num_attention_heads``, ``num_key_value_heads`` (grouped-query attention),
+    ``head_dim``, ``max_position_embeddings``, ``rms_norm_eps``,
+    ``rope_parameters`` (any rope type transformers knows: default, linear,
+    dynamic, yarn, llama3, ...), ``tie_word_embeddings``. Biases: ``qkv_bias``
+    (Qwen2: True), ``o_bias`` and ``mlp_bias`` (Llama's ``attention_bias`` sets
+    both ``qkv_bias`` and ``o_bias``).
+
+    Spiking:
+
+    - ``timesteps``: ``T``, the steps of every EI_IF encoder (counts in
+      ``[-T, T]``). Default 15.
+    - ``path``: ``"count"`` (default, closed-form spike counts) or ``"spike"``
+      (step-by-step spike trains); they give the same logits.
+    - ``operators``: ``{"linear", "matmul", "multiply", "softmax", "rmsnorm",
+      "silu"} -> "spiking" | "float"``, or a preset name (see
+      `operator_modes`). Default ``"hybrid"``.
+    - ``rotated``: the weights carry the orthogonal rotations that `convert`
+      folds in; the model then applies the matching Walsh-Hadamard transforms
+      to queries and keys (per head) and to the MLP's down-projection input.
+    - ``hadamard_mlp_block``: block size of the MLP's online Hadamard transform
+      (a power of two dividing ``intermediate_size``; 0: none).
+    - ``final_mixer``: the model has a ``hidden x hidden`` linear layer before
+      a tied ``lm_head`` (needed when a rotation meets tied embeddings).
+    - ``source_model_type``: what the model was converted from (``"llama"``, ``"qwen2"``).
+    """
+
+    model_type = "bt_spiking"
+    keys_to_ignore_at_inference = ["past_key_values"]
+
+    vocab_size: int = 32000
+    hidden_size: int = 576
+    intermediate_size: int = 1536
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 9
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
+    hidden_act: str = "silu"
+    max_position_embeddings: int = 2048
+    rms_norm_eps: float = 1e-5
+    rope_parameters: dict | None = None
+    tie_word_embeddings: bool = True
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    use_cache: bool = True
+    pad_token_id: int | None = None
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | None = 2
+    timesteps: int = 15
+    path: str = "count"
+    operators: dict | str | None = None
+    rotated: bool = False
+    hadamard_mlp_block: int = 0
+    final_mixer: bool = False
+    source_model_type: str | None = None
+
+    def __post_init__(self, **kwargs) -> None:
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        self.operators = operator_modes(self.operators)
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self) -> None:
+        """Checks that run when the config is built or loaded."""
+        if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 1:
+            raise ValueError(f"timesteps must be a positive int, got {self.timesteps!r}")
+        if self.path not in ("count", "spike"):
+            raise ValueError(f"path must be 'count' or 'spike', got {self.path!r}")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
+                f"num_key_value_heads ({self.num_key_value_heads})"
+            )
+        if self.hidden_act != "silu":
+            raise ValueError(
+                f"hidden_act must be 'silu' (the spiking SiLU approximator), got {self.hidden_act!r}"
+            )
+        b = self.hadamard_mlp_block
+        if b and (b & (b - 1) or self.intermediate_size % b):
+            raise ValueError(
+                f"hadamard_mlp_block must be 0 or a power of two dividing intermediate_size, got {b}"
+            )

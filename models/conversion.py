@@ -1,0 +1,369 @@
+r"""`convert`: a Hugging Face Llama or Qwen2 causal LM -> `BTSpikingForCausalLM` (paper 3.3.2).
+
+Conversion keeps every weight and bias and changes nothing the ANN computes
+in exact arithmetic; with ``operators="float"`` the converted model is the
+ANN (up to float rounding). What it adds, so that EI_IF neurons with few time
+steps lose as little as possible:
+
+1. **Norm folding** (``rotate=True``): each RMSNorm's weight $g$ moves into
+   the linear layers that read the norm, $W \leftarrow W\,\mathrm{diag}(g)$.
+2. **Residual rotation** (``rotate=True``): a random orthogonal $R$ turns
+   the residual stream $h$ into $h R$: the embedding becomes $E R$, layers
+   that read the stream $W R$, layers that write it $R^\top W$ (bias
+   $R^\top b$). RMSNorm without weight commutes with $R$. Outlier channels of
+   $h$ are spread over all channels, so the per-token scales of the EI_IF
+   encoders are no longer set by a few channels. With tied embeddings the
+   model gains a ``hidden x hidden`` Synapsis $R^\top \mathrm{diag}(g) R$
+   before ``lm_head`` so the embedding stays tied.
+3. **Head rotations**: values are rotated per head by a Walsh-Hadamard matrix
+   $H$ (folded into ``v_proj`` and ``o_proj``); queries and keys by the same
+   $H$ after RoPE and the MLP's down-projection input by block Hadamard
+   transforms the model applies as it runs (additions and subtractions).
+4. **Calibration**: on the user's text, each encoder's clip ratio ``c``
+   (per-token scale ``c max|x| / T``) is chosen from a grid to minimise the
+   squared error of that operator's output, layer after layer (so each sees
+   the errors of the ones before it). Scales stay per token: no sequence in a
+   batch changes another's output.
+
+Nothing is downloaded: ``model_or_path`` is a model in memory or a local
+folder (``gguf_file=`` for a GGUF checkpoint in it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from bt_neurons import SNNMatmul, SNNMultiply, Synapsis
+from bt_neurons.synapsis import quantized_linear
+
+from . import _transformers  # noqa: F401  (must precede the transformers imports)
+from .configuration import BTSpikingConfig, operator_modes
+from .modeling import BTSpikingForCausalLM
+from .rotation import hadamard_matrix, largest_power_of_two_block, random_orthogonal
+
+__all__ = ["SUPPORTED_ARCHITECTURES", "calibrate", "convert", "load_source"]
+
+#: ``config.model_type`` values `convert` accepts.
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
+
+#: Clip ratios tried by `calibrate`.
+DEFAULT_CLIP_GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+def load_source(path: str | os.PathLike, gguf_file: str | None = None):
+    """Load a local Hugging Face causal LM and its tokenizer (no download).
+
+    Returns ``(model, tokenizer)``; ``tokenizer`` is None when the folder has none.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = os.fspath(path)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"model_or_path must be a model or a local folder; {folder!r} is not a folder"
+        )
+    if gguf_file is not None and not os.path.isfile(os.path.join(folder, gguf_file)):
+        raise FileNotFoundError(f"gguf_file {gguf_file!r} is not in {folder!r}")
+    kwargs = {"local_files_only": True}
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError):
+        tokenizer = None
+    return model, tokenizer
+
+
+def _check_source(model: nn.Module) -> None:
+    cfg = getattr(model, "config", None)
+    kind = getattr(cfg, "model_type", None)
+    if kind not in SUPPORTED_ARCHITECTURES:
+        raise ValueError(
+            f"cannot convert a {type(model).__name__} (model_type {kind!r}): supported architectures are "
+            f"{', '.join(SUPPORTED_ARCHITECTURES)} (LlamaForCausalLM, Qwen2ForCausalLM)"
+        )
+    if not hasattr(model, "lm_head") or not hasattr(getattr(model, "model", None), "layers"):
+        raise ValueError(
+            f"model must be a causal LM with .model.layers and .lm_head, got {type(model).__name__}"
+        )
+    if getattr(cfg, "hidden_act", "silu") != "silu":
+        raise ValueError(f"only SiLU-gated MLPs are supported, the model uses {cfg.hidden_act!r}")
+    if kind == "qwen2" and getattr(cfg, "use_sliding_window", False):
+        raise ValueError("Qwen2 models with sliding-window attention are not supported")
+    if getattr(cfg, "pretraining_tp", 1) not in (None, 1):
+        raise ValueError("pretraining_tp > 1 is not supported")
+
+
+def _target_config(src, timesteps: int, path: str, operators, rotate: bool) -> BTSpikingConfig:
+    cfg = src.config
+    kind = cfg.model_type
+    qkv_bias = src.model.layers[0].self_attn.q_proj.bias is not None
+    o_bias = src.model.layers[0].self_attn.o_proj.bias is not None
+    mlp_bias = src.model.layers[0].mlp.gate_proj.bias is not None
+    tied = bool(getattr(cfg, "tie_word_embeddings", False)) and (
+        src.lm_head.weight.data_ptr() == src.model.embed_tokens.weight.data_ptr()
+    )
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    block = largest_power_of_two_block(cfg.intermediate_size) if rotate else 0
+    return BTSpikingConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads or cfg.num_attention_heads,
+        head_dim=head_dim,
+        max_position_embeddings=cfg.max_position_embeddings,
+        rms_norm_eps=float(cfg.rms_norm_eps),
+        rope_parameters=dict(cfg.rope_parameters) if getattr(cfg, "rope_parameters", None) else None,
+        tie_word_embeddings=tied,
+        qkv_bias=qkv_bias,
+        o_bias=o_bias,
+        mlp_bias=mlp_bias,
+        pad_token_id=cfg.pad_token_id,
+        bos_token_id=cfg.bos_token_id,
+        eos_token_id=cfg.eos_token_id,
+        timesteps=timesteps,
+        path=path,
+        operators=operator_modes(operators),
+        rotated=rotate,
+        hadamard_mlp_block=block if block >= 8 else 0,
+        final_mixer=rotate and tied,
+        source_model_type=kind,
+    )
+
+
+def _blockdiag_hadamard(n: int, block: int) -> Tensor:
+    return torch.block_diag(*[hadamard_matrix(block)] * (n // block))
+
+
+@torch.no_grad()
+def _converted_state(src, config: BTSpikingConfig, seed: int) -> dict[str, Tensor]:
+    """The spiking model's state dict: the source weights, folded and rotated (in float64)."""
+    f64 = torch.float64
+    state: dict[str, Tensor] = {}
+    rotate = config.rotated
+    h = config.hidden_size
+    R = random_orthogonal(h, seed) if rotate else None
+    d = config.head_dim
+    Hv = _blockdiag_hadamard(config.num_key_value_heads * d, d) if rotate and d & (d - 1) == 0 else None
+    Ho = _blockdiag_hadamard(config.num_attention_heads * d, d) if Hv is not None else None
+    b = config.hadamard_mlp_block
+    Hm = _blockdiag_hadamard(config.intermediate_size, b) if b else None
+
+    def read(w: Tensor, g: Tensor | None) -> Tensor:  # a layer that reads the (normed) residual stream
+        w = w.to(f64)
+        if rotate:
+            w = (w * g.to(f64)) @ R
+        return w
+
+    def write(w: Tensor) -> Tensor:  # a layer that adds to the residual stream
+        return R.T @ w.to(f64) if rotate else w.to(f64)
+
+    def put(name: str, t: Tensor | None) -> None:
+        if t is not None:
+            state[name] = t.to(torch.float32).contiguous()
+
+    emb = src.model.embed_tokens.weight.to(f64)
+    put("model.embed_tokens.weight", emb @ R if rotate else emb)
+    for i, layer in enumerate(src.model.layers):
+        p = f"model.layers.{i}."
+        att, mlp = layer.self_attn, layer.mlp
+        g_in, g_post = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
+        for name in ("q_proj", "k_proj", "v_proj"):
+            lin = getattr(att, name)
+            w, bias = read(lin.weight, g_in), lin.bias
+            if name == "v_proj" and Hv is not None:
+                w = Hv @ w
+                bias = Hv @ bias.to(f64) if bias is not None else None
+            put(p + f"self_attn.{name}.layer.weight", w)
+            put(p + f"self_attn.{name}.layer.bias", bias)
+        wo = att.o_proj.weight.to(f64)
+        if Ho is not None:
+            wo = wo @ Ho
+        put(p + "self_attn.o_proj.layer.weight", write(wo))
+        if att.o_proj.bias is not None:
+            put(p + "self_attn.o_proj.layer.bias", write(att.o_proj.bias.unsqueeze(-1)).squeeze(-1))
+        for name in ("gate_proj", "up_proj"):
+            lin = getattr(mlp, name)
+            put(p + f"mlp.{name}.layer.weight", read(lin.weight, g_post))
+            put(p + f"mlp.{name}.layer.bias", lin.bias)
+        wd = mlp.down_proj.weight.to(f64)
+        if Hm is not None:
+            wd = wd @ Hm
+        put(p + "mlp.down_proj.layer.weight", write(wd))
+        if mlp.down_proj.bias is not None:
+            put(p + "mlp.down_proj.layer.bias", write(mlp.down_proj.bias.unsqueeze(-1)).squeeze(-1))
+        for norm in ("input_layernorm", "post_attention_layernorm"):
+            g = getattr(layer, norm).weight
+            put(p + f"{norm}.weight", torch.ones_like(g) if rotate else g)
+    g_final = src.model.norm.weight
+    put("model.norm.weight", torch.ones_like(g_final) if rotate else g_final)
+    if config.final_mixer:
+        put("final_mixer.layer.weight", R.T @ torch.diag(g_final.to(f64)) @ R)
+    if config.tie_word_embeddings:
+        state["lm_head.layer.weight"] = state["model.embed_tokens.weight"]
+    else:
+        put("lm_head.layer.weight", read(src.lm_head.weight, g_final))
+    return state
+
+
+def _reference(module: nn.Module, args: tuple, kwargs: dict) -> Tensor:
+    """What ``module`` computes in float (its ANN twin), for the calibration error."""
+    if isinstance(module, Synapsis):
+        return module.layer(args[0])
+    if isinstance(module, SNNMultiply):
+        return args[0] * args[1]
+    x, y = args
+    groups = kwargs.get("groups", 1)
+    if groups > 1:
+        y = y.repeat_interleave(groups, dim=-3)
+    return x @ (y.transpose(-1, -2) if module.transpose_y else y)
+
+
+def _quantizer(module: nn.Module):
+    return module.pre if isinstance(module, Synapsis) else module.quantizer
+
+
+def _candidate(module: nn.Module, args: tuple, kwargs: dict) -> Tensor:
+    if isinstance(module, Synapsis):  # without the in-place / tracking detours of forward
+        return quantized_linear(args[0], module.pre, module.layer.weight, module.layer.bias)
+    return module.forward(*args, **kwargs)
+
+
+@torch.no_grad()
+def calibrate(
+    model: BTSpikingForCausalLM, input_ids: Tensor, grid: Sequence[float] = DEFAULT_CLIP_GRID
+) -> dict[str, float]:
+    """Choose every encoder's clip ratio on ``input_ids`` ``[B, L]``; returns ``{module name: clip}``.
+
+    Each operator (Synapsis, SNNMatmul, SNNMultiply) is calibrated when the
+    forward pass reaches it, so it sees the errors of the operators before it;
+    the clip that gives the smallest squared error of its output against its
+    float twin is kept. Operators in float mode are skipped.
+    """
+    if not grid or any(not 0.0 < float(c) <= 1.0 for c in grid):
+        raise ValueError(f"grid must hold clip ratios in (0, 1], got {list(grid)!r}")
+    chosen: dict[str, float] = {}
+    handles = []
+
+    def hook(name: str):
+        def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            ref = _reference(module, args, kwargs).double()
+            q = _quantizer(module)
+            best, best_err = 1.0, float("inf")
+            for c in grid:
+                q.clip_ratio.fill_(float(c))
+                err = (_candidate(module, args, kwargs).double() - ref).pow(2).sum().item()
+                if err < best_err:
+                    best, best_err = float(c), err
+            q.clip_ratio.fill_(best)
+            chosen[name] = best
+
+        return pre_hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, Synapsis | SNNMatmul | SNNMultiply):
+            handles.append(module.register_forward_pre_hook(hook(name), with_kwargs=True))
+    was_training = model.training
+    path = model.config.path
+    model.eval()
+    model.set_spiking(path="count")
+    try:
+        model(input_ids=input_ids, use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.set_spiking(path=path)
+        model.train(was_training)
+    return chosen
+
+
+def convert(
+    model_or_path,
+    timesteps: int = 15,
+    calibration_text: str | Tensor | None = None,
+    *,
+    tokenizer=None,
+    gguf_file: str | None = None,
+    path: str = "count",
+    operators: str | dict | None = None,
+    rotate: bool = True,
+    seed: int = 0,
+    calibration_tokens: int = 256,
+) -> BTSpikingForCausalLM:
+    """Convert a Llama / Qwen2 causal LM into a spiking `BTSpikingForCausalLM`.
+
+    Args:
+        model_or_path: a ``LlamaForCausalLM`` / ``Qwen2ForCausalLM`` (or a subclass)
+            or a local folder holding one (transformers format or, with
+            ``gguf_file``, GGUF).
+        timesteps: ``T`` of every EI_IF encoder. Default 15.
+        calibration_text: text (or token ids ``[B, L]``) to calibrate the clip
+            ratios on; ``None`` skips calibration (clip 1 everywhere).
+        tokenizer: tokenizes ``calibration_text`` (default: the folder's own).
+        gguf_file: the GGUF file name inside ``model_or_path``.
+        path: ``"count"`` (default) or ``"spike"``.
+        operators: a preset (``"hybrid"`` default, ``"spiking"``, ``"float"``) or a dict.
+        rotate: fold norms and rotations into the weights (default True).
+        seed: seed of the residual rotation.
+        calibration_tokens: at most this many tokens of ``calibration_text`` are used (default 256).
+
+    Returns:
+        The spiking model in eval mode, in float32, on the CPU.
+    """
+    source_tokenizer = None
+    if isinstance(model_or_path, str | os.PathLike):
+        model, source_tokenizer = load_source(model_or_path, gguf_file)
+    elif isinstance(model_or_path, nn.Module):
+        model = model_or_path
+    else:
+        raise TypeError(
+            "model_or_path must be a transformers model or a local folder, "
+            f"got {type(model_or_path).__name__}"
+        )
+    _check_source(model)
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
+        raise ValueError(f"timesteps must be a positive int, got {timesteps!r}")
+    if path not in ("count", "spike"):
+        raise ValueError(f"path must be 'count' or 'spike', got {path!r}")
+    config = _target_config(model, timesteps, path, operators, bool(rotate))
+    model = model.to(torch.float32)
+    state = _converted_state(model, config, seed)
+    spiking = BTSpikingForCausalLM(config)
+    missing, unexpected = spiking.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("clip_ratio")]
+    if missing or unexpected:  # pragma: no cover - a bug in the mapping, not a user error
+        raise RuntimeError(f"conversion left weights unmapped: missing {missing}, unexpected {unexpected}")
+    if config.tie_word_embeddings:
+        spiking.tie_weights()
+    spiking.eval()
+    if calibration_text is not None:
+        ids = _calibration_ids(calibration_text, tokenizer or source_tokenizer, config.vocab_size)
+        calibrate(spiking, ids[:, :calibration_tokens])
+    return spiking
+
+
+def _calibration_ids(text: str | Tensor, tokenizer, vocab_size: int) -> Tensor:
+    if isinstance(text, Tensor):
+        ids = text if text.dim() == 2 else text.unsqueeze(0)
+        if ids.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"calibration_text as a tensor must hold token ids, got {ids.dtype}")
+    elif isinstance(text, str):
+        if not text.strip():
+            raise ValueError("calibration_text is empty")
+        if tokenizer is None:
+            raise ValueError("calibration_text is a string: pass tokenizer= (or token ids)")
+        ids = tokenizer(text, return_tensors="pt").input_ids
+    else:
+        raise TypeError(f"calibration_text must be a string or token ids, got {type(text).__name__}")
+    if ids.numel() == 0:
+        raise ValueError("calibration_text has no tokens")
+    if ids.min() < 0 or ids.max() >= vocab_size:
+        raise ValueError(f"calibration token ids must lie in [0, {vocab_size})")
+    return ids.long()

@@ -1,0 +1,130 @@
+r"""Measure a causal LM on text: perplexity over fixed windows, and spikes and energy per token.
+
+Perplexity is $\exp$ of the mean next-token negative log-likelihood over
+non-overlapping windows of ``window`` tokens (the first token of each window
+is context only). Works for any transformers causal LM, spiking or not, so the
+ANN and its spiking twin are measured on exactly the same windows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bt_neurons import track_spikes
+
+__all__ = ["EnergyReport", "ann_macs_per_token", "energy_per_token", "perplexity", "windows"]
+
+
+def windows(input_ids: Tensor, window: int, max_windows: int | None = None) -> Tensor:
+    """Non-overlapping windows ``[W, window]`` of a token sequence ``[L]`` or ``[1, L]``."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        raise ValueError(f"window must be an int >= 2, got {window!r}")
+    ids = input_ids.reshape(-1)
+    count = ids.numel() // window
+    if max_windows is not None:
+        count = min(count, max_windows)
+    if count == 0:
+        raise ValueError(f"input_ids has {ids.numel()} tokens, fewer than one window of {window}")
+    return ids[: count * window].view(count, window)
+
+
+@torch.no_grad()
+def perplexity(
+    model: nn.Module, input_ids: Tensor, window: int = 256, *, max_windows: int | None = None, batch: int = 1
+) -> float:
+    """Perplexity of ``model`` on ``input_ids`` over fixed windows (see the module docs).
+
+    Args:
+        model: a causal LM returning ``.logits``.
+        input_ids: token ids ``[L]`` or ``[1, L]``.
+        window: tokens per window. Default 256.
+        max_windows: use at most this many windows.
+        batch: windows per forward pass.
+    """
+    chunks = windows(input_ids, window, max_windows)
+    nll, count = 0.0, 0
+    for start in range(0, chunks.shape[0], batch):
+        ids = chunks[start : start + batch]
+        logits = model(input_ids=ids, use_cache=False).logits.float()
+        loss = F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum"
+        )
+        nll += loss.item()
+        count += ids[:, 1:].numel()
+    return math.exp(nll / count)
+
+
+def ann_macs_per_token(config, context: int) -> float:
+    """Multiply-accumulates per token of the Llama / Qwen2 ANN at an average context of ``context`` keys.
+
+    Linear layers (attention projections, MLP, ``lm_head``) plus the two
+    attention products $q k^\top$ and $P v$ (``2 * heads * head_dim * context``).
+    """
+    h, i, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    d = config.head_dim or h // config.num_attention_heads
+    q, kv = config.num_attention_heads * d, config.num_key_value_heads * d
+    per_layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * config.num_attention_heads * d * context
+    return float(L * per_layer + h * config.vocab_size)
+
+
+@dataclass
+class EnergyReport:
+    """Spikes, synaptic additions and energy per token, against the ANN's multiply-accumulates.
+
+    Energies use 0.9 pJ per addition and 4.6 pJ per multiply-accumulate (45 nm,
+    Horowitz 2014). ``ann_macs`` counts the whole ANN (`ann_macs_per_token`);
+    operators left in float mode are charged as MACs on the spiking side too.
+    """
+
+    tokens: int
+    spikes: float
+    additions: float
+    float_macs: float
+    ann_macs: float
+
+    @property
+    def energy_pj(self) -> float:
+        """Spiking model: ``0.9 pJ x additions + 4.6 pJ x MACs`` of the float-mode operators, per token."""
+        return 0.9 * self.additions + 4.6 * self.float_macs
+
+    @property
+    def ann_energy_pj(self) -> float:
+        """ANN: ``4.6 pJ x MACs`` per token."""
+        return 4.6 * self.ann_macs
+
+    def summary(self) -> str:
+        return (
+            f"{self.spikes:.3g} spikes, {self.additions:.3g} additions and {self.float_macs:.3g} float MACs "
+            f"per token: {self.energy_pj / 1e6:.3g} uJ vs the ANN's {self.ann_macs:.3g} MACs, "
+            f"{self.ann_energy_pj / 1e6:.3g} uJ ({self.energy_pj / self.ann_energy_pj:.2f}x)"
+        )
+
+
+@torch.no_grad()
+def energy_per_token(model: nn.Module, input_ids: Tensor) -> EnergyReport:
+    """Run ``model`` once on ``input_ids`` ``[B, L]`` with spike tracking; per-token figures.
+
+    Operators in spiking mode report their spikes and additions
+    (`bt_neurons.track_spikes`); the MACs of the operators that run in
+    float mode are counted from ``ann_macs_per_token`` minus the MACs that
+    spiking operators replaced.
+    """
+    ids = input_ids if input_ids.dim() == 2 else input_ids.unsqueeze(0)
+    with track_spikes() as stats:
+        model(input_ids=ids, use_cache=False)
+    tokens = ids.numel()
+    context = ids.shape[1]  # dense attention, as the spiking products count it
+    ann = ann_macs_per_token(model.config, context)
+    replaced = stats.macs / tokens
+    return EnergyReport(
+        tokens=tokens,
+        spikes=stats.spikes / tokens,
+        additions=stats.additions / tokens,
+        float_macs=max(0.0, ann - replaced),
+        ann_macs=ann,
+    )

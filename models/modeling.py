@@ -1,0 +1,410 @@
+r"""`BTSpikingForCausalLM`: a Llama / Qwen2-style causal LM built from spiking operators.
+
+One decoder layer, with ``T`` = ``config.timesteps`` and every operator in
+its configured mode (``config.operators``; see `BTSpikingConfig`):
+
+$$
+\begin{aligned}
+a &= \mathrm{RMSNorm}(h), \quad q, k, v = \mathrm{Synapsis}_{q,k,v}(a), \quad
+  q, k \leftarrow \mathrm{RoPE}(q, k) \\
+P &= \mathrm{SNNSoftmax}\big(\mathrm{SNNMatmul}(q / \sqrt d,\ k^\top) + \text{causal mask}\big), \quad
+  o = \mathrm{SNNMatmul}(P, v) \\
+h &\leftarrow h + \mathrm{Synapsis}_o(o) \\
+b &= \mathrm{RMSNorm}(h), \quad
+  h \leftarrow h + \mathrm{Synapsis}_{down}\big(\mathrm{SNNMultiply}(
+  \mathrm{SiLU}(\mathrm{Synapsis}_{gate}(b)), \mathrm{Synapsis}_{up}(b))\big)
+\end{aligned}
+$$
+
+Every operator encodes its own float inputs with EI_IF neurons (per-token
+scales, counts in ``[-T, T]``); a Synapsis therefore has presynaptic neurons
+only (``post=False``): its postsynaptic neurons would encode what the next
+operator encodes anyway. The outputs of the spiking products (attention's
+$P v$ and the gate product) are already integer counts times a per-row scale;
+``o_proj`` and ``down_proj`` take them as graded events instead of encoding
+them again. The residual stream $h$ is the running sum of the synaptic
+currents the layers add to it. The token embedding is a table lookup (no
+synaptic operation) and the logits are the currents of ``lm_head``.
+
+The shipped approximators (SiLU, Exp, Reciprocal, Square, RSqrt) are
+constants of the model, not weights: they are shared, frozen and never saved
+with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from bt_neurons.approximators import load_pretrained
+from torch import Tensor, nn
+
+from bt_neurons import SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis
+
+from . import _transformers  # noqa: F401  (must precede the transformers imports)
+from .configuration import BTSpikingConfig
+from .rotation import hadamard_transform
+
+from transformers import GenerationMixin, PreTrainedModel  # noqa: E402  isort: skip
+from transformers.cache_utils import Cache, DynamicCache  # noqa: E402  isort: skip
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast  # noqa: E402  isort: skip
+from transformers.models.llama.modeling_llama import (  # noqa: E402  isort: skip
+    LlamaRotaryEmbedding,
+    apply_rotary_pos_emb,
+)
+
+__all__ = ["BTSpikingForCausalLM", "BTSpikingModel", "BTSpikingPreTrainedModel"]
+
+_SHIPPED: dict[tuple[str, str], nn.Module] = {}
+
+
+class ShippedApproximator:
+    """A callable for one shipped approximator, loaded once per device and frozen.
+
+    It is deliberately not an ``nn.Module``: the approximators are constants of
+    the model, so they stay out of its state dict and its parameters.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def module(self, device: torch.device) -> nn.Module:
+        key = (self.name, str(device))
+        if key not in _SHIPPED:
+            approx = load_pretrained(self.name).requires_grad_(False).to(device)
+            _SHIPPED[key] = approx
+        return _SHIPPED[key]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.module(x.device)(x)
+
+    def spikes_per_input(self, x: Tensor) -> Tensor:
+        return self.module(x.device).spikes_per_input(x)
+
+    def __repr__(self) -> str:
+        return f"ShippedApproximator({self.name!r})"
+
+
+def _synapsis(in_features: int, out_features: int, bias: bool, config: BTSpikingConfig) -> Synapsis:
+    return Synapsis(nn.Linear(in_features, out_features, bias=bias), config.timesteps, post=False)
+
+
+class _Operators(nn.Module):
+    """Base of the modules whose forward depends on ``config.operators``."""
+
+    def __init__(self, config: BTSpikingConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def spiking(self, op: str) -> bool:
+        return self.config.operators[op] == "spiking"
+
+    def linear(self, syn: Synapsis, x: Tensor) -> Tensor:
+        return syn(x) if self.spiking("linear") else syn.layer(x)
+
+    def graded(self, syn: Synapsis, x: Tensor, from_counts: bool) -> Tensor:
+        """A Synapsis whose input may already be integer spike counts (times a per-row scale).
+
+        The output of a spiking product (SNNMatmul, SNNMultiply) is a sum of
+        spikes times counts: it reaches the next synapse as graded events and
+        is not encoded a second time. Only float currents are encoded by the
+        Synapsis's own EI_IF neurons. Graded inputs are charged as
+        multiply-accumulates in the energy estimate.
+        """
+        if from_counts or not self.spiking("linear"):
+            return syn.layer(x)
+        return syn(x)
+
+
+class BTSpikingAttention(_Operators):
+    """Grouped-query self-attention with spiking products and softmax."""
+
+    def __init__(self, config: BTSpikingConfig, layer_idx: int) -> None:
+        super().__init__(config)
+        self.layer_idx = layer_idx
+        self.head_dim = config.head_dim
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.groups = self.heads // self.kv_heads
+        self.scaling = self.head_dim**-0.5
+        h, d = config.hidden_size, self.head_dim
+        self.q_proj = _synapsis(h, self.heads * d, config.qkv_bias, config)
+        self.k_proj = _synapsis(h, self.kv_heads * d, config.qkv_bias, config)
+        self.v_proj = _synapsis(h, self.kv_heads * d, config.qkv_bias, config)
+        self.o_proj = _synapsis(self.heads * d, h, config.o_bias, config)
+        self.scores = SNNMatmul(config.timesteps, transpose_y=True)
+        self.weighted_values = SNNMatmul(config.timesteps, transpose_y=False)
+        self.softmax = SNNSoftmax(
+            "spiking", exp=ShippedApproximator("exp"), reciprocal=ShippedApproximator("reciprocal")
+        )
+        self.rotate_qk = bool(config.rotated) and d & (d - 1) == 0
+
+    def _matmul(self, op: SNNMatmul, x: Tensor, y: Tensor) -> Tensor:
+        if self.spiking("matmul"):
+            return op(x, y, groups=self.groups)
+        y = y.repeat_interleave(self.groups, dim=-3) if self.groups > 1 else y
+        return x @ (y.transpose(-1, -2) if op.transpose_y else y)
+
+    def forward(
+        self,
+        hidden: Tensor,
+        position_embeddings: tuple[Tensor, Tensor],
+        allowed: Tensor,
+        past_key_values: Cache | None = None,
+    ) -> Tensor:
+        B, L, _ = hidden.shape
+        d = self.head_dim
+        q = self.linear(self.q_proj, hidden).view(B, L, self.heads, d).transpose(1, 2)
+        k = self.linear(self.k_proj, hidden).view(B, L, self.kv_heads, d).transpose(1, 2)
+        v = self.linear(self.v_proj, hidden).view(B, L, self.kv_heads, d).transpose(1, 2)
+        cos, sin = position_embeddings
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        if self.rotate_qk:  # the same orthogonal map on queries and keys leaves q k^T unchanged
+            q, k = hadamard_transform(q, d), hadamard_transform(k, d)
+        if past_key_values is not None:
+            k, v = past_key_values.update(k, v, self.layer_idx)
+        scores = self._matmul(self.scores, q * self.scaling, k)
+        self.softmax.mode = self.config.operators["softmax"]
+        p = self.softmax(scores, allowed)
+        o = self._matmul(self.weighted_values, p, v)
+        o = o.transpose(1, 2).reshape(B, L, self.heads * d)
+        return self.graded(self.o_proj, o, self.spiking("matmul"))
+
+
+class BTSpikingMLP(_Operators):
+    r"""Gated MLP: $W_{down}\,(\mathrm{SiLU}(W_{gate} x) \odot W_{up} x)$."""
+
+    def __init__(self, config: BTSpikingConfig) -> None:
+        super().__init__(config)
+        h, i = config.hidden_size, config.intermediate_size
+        self.gate_proj = _synapsis(h, i, config.mlp_bias, config)
+        self.up_proj = _synapsis(h, i, config.mlp_bias, config)
+        self.down_proj = _synapsis(i, h, config.mlp_bias, config)
+        self.multiply = SNNMultiply(config.timesteps)
+        self.silu = ShippedApproximator("silu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = self.linear(self.gate_proj, x)
+        u = self.linear(self.up_proj, x)
+        a = self.silu(g) if self.spiking("silu") else F.silu(g)
+        z = self.multiply(a, u) if self.spiking("multiply") else a * u
+        if self.config.rotated and self.config.hadamard_mlp_block:
+            z = hadamard_transform(z, self.config.hadamard_mlp_block)
+        return self.graded(self.down_proj, z, self.spiking("multiply"))
+
+
+def _rmsnorm(config: BTSpikingConfig) -> SNNRMSNorm:
+    return SNNRMSNorm(
+        config.hidden_size,
+        config.rms_norm_eps,
+        mode="spiking",
+        square=ShippedApproximator("square"),
+        rsqrt=ShippedApproximator("rsqrt"),
+    )
+
+
+class BTSpikingDecoderLayer(_Operators):
+    """Pre-norm decoder layer: attention and MLP, each added to the residual stream."""
+
+    def __init__(self, config: BTSpikingConfig, layer_idx: int) -> None:
+        super().__init__(config)
+        self.self_attn = BTSpikingAttention(config, layer_idx)
+        self.mlp = BTSpikingMLP(config)
+        self.input_layernorm = _rmsnorm(config)
+        self.post_attention_layernorm = _rmsnorm(config)
+
+    def norm(self, module: SNNRMSNorm, x: Tensor) -> Tensor:
+        module.mode = self.config.operators["rmsnorm"]
+        return module(x)
+
+    def forward(
+        self,
+        hidden: Tensor,
+        position_embeddings: tuple[Tensor, Tensor],
+        allowed: Tensor,
+        past_key_values: Cache | None = None,
+    ) -> Tensor:
+        hidden = hidden + self.self_attn(
+            self.norm(self.input_layernorm, hidden), position_embeddings, allowed, past_key_values
+        )
+        return hidden + self.mlp(self.norm(self.post_attention_layernorm, hidden))
+
+
+class BTSpikingPreTrainedModel(PreTrainedModel):
+    """Shared settings of the spiking models (transformers' ``PreTrainedModel``)."""
+
+    config: BTSpikingConfig
+    config_class = BTSpikingConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["BTSpikingDecoderLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+
+    def set_spiking(
+        self, *, timesteps: int | None = None, path: str | None = None, operators: str | dict | None = None
+    ) -> BTSpikingPreTrainedModel:
+        """Change ``T``, the execution path or the operator modes in place; returns ``self``.
+
+        ``operators`` is a preset name or a partial dict applied on top of the
+        current modes (see `operator_modes`).
+        """
+        from .configuration import operator_modes
+
+        cfg = self.config
+        if timesteps is not None:
+            if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
+                raise ValueError(f"timesteps must be a positive int, got {timesteps!r}")
+            cfg.timesteps = timesteps
+        if path is not None:
+            if path not in ("count", "spike"):
+                raise ValueError(f"path must be 'count' or 'spike', got {path!r}")
+            cfg.path = path
+        if operators is not None:
+            checked = operator_modes(operators)  # validates names and modes
+            cfg.operators = checked if isinstance(operators, str) else {**cfg.operators, **operators}
+        for m in self.modules():
+            if isinstance(m, Synapsis):
+                m.T = cfg.timesteps
+                m.pre.qmax = cfg.timesteps
+                m.path = cfg.path
+            elif isinstance(m, SNNMatmul | SNNMultiply):
+                m.T = cfg.timesteps
+                m.quantizer.qmax = cfg.timesteps
+                m.path = cfg.path
+        return self
+
+
+def allowed_positions(attention_mask: Tensor | None, queries: int, keys: int, device: torch.device) -> Tensor:
+    """Boolean ``[B or 1, 1, queries, keys]``: causal, minus padded keys; each token sees itself.
+
+    Queries are the last ``queries`` of the ``keys`` positions (a KV cache
+    holds the earlier ones). ``attention_mask`` is transformers' 2-D
+    ``[B, keys]`` mask (1 = real token, 0 = padding).
+    """
+    i = torch.arange(queries, device=device).unsqueeze(-1) + (keys - queries)
+    j = torch.arange(keys, device=device)
+    allowed = (j <= i)[None, None]
+    if attention_mask is not None:
+        if attention_mask.dim() != 2 or attention_mask.shape[-1] != keys:
+            raise ValueError(
+                f"attention_mask must be [batch, {keys}] (1 = token, 0 = padding), "
+                f"got {tuple(attention_mask.shape)}"
+            )
+        allowed = allowed & attention_mask.bool()[:, None, None, :]
+        allowed = allowed | (j == i)[None, None]  # a padded query attends to itself only
+    return allowed
+
+
+class BTSpikingModel(BTSpikingPreTrainedModel):
+    """The decoder stack: embedding lookup, decoder layers and the final norm."""
+
+    def __init__(self, config: BTSpikingConfig) -> None:
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.layers = nn.ModuleList(BTSpikingDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = _rmsnorm(config)
+        self.rotary_emb = LlamaRotaryEmbedding(config=config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if inputs_embeds is None:
+            if input_ids.dtype not in (torch.int32, torch.int64):
+                raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}")
+            if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
+                raise ValueError(f"input_ids must lie in [0, {self.config.vocab_size}) (the vocabulary size)")
+            inputs_embeds = self.embed_tokens(input_ids)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache(config=self.config)
+        past = past_key_values.get_seq_length() if past_key_values is not None else 0
+        L = inputs_embeds.shape[1]
+        if position_ids is None:
+            position_ids = (torch.arange(L, device=inputs_embeds.device) + past).unsqueeze(0)
+        allowed = allowed_positions(attention_mask, L, past + L, inputs_embeds.device)
+        position_embeddings = self.rotary_emb(inputs_embeds, position_ids=position_ids)
+        hidden = inputs_embeds
+        cache = past_key_values if use_cache else None
+        for layer in self.layers:
+            hidden = layer(hidden, position_embeddings, allowed, cache)
+        self.norm.mode = self.config.operators["rmsnorm"]
+        hidden = self.norm(hidden)
+        return BaseModelOutputWithPast(last_hidden_state=hidden, past_key_values=cache)
+
+
+class BTSpikingForCausalLM(BTSpikingPreTrainedModel, GenerationMixin):
+    """The spiking causal LM: `BTSpikingModel` and the ``lm_head`` Synapsis.
+
+    Use it like any transformers causal LM: ``model(input_ids).logits``,
+    ``model.generate(...)``, ``save_pretrained`` / ``from_pretrained`` (after
+    ``import bt_neurons.models``, also through ``AutoModelForCausalLM``).
+    `bt_neurons.models.convert` builds one from a Llama or Qwen2 checkpoint.
+    """
+
+    _tied_weights_keys = {"lm_head.layer.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: BTSpikingConfig) -> None:
+        super().__init__(config)
+        self.model = BTSpikingModel(config)
+        h = config.hidden_size
+        self.final_mixer = _synapsis(h, h, False, config) if config.final_mixer else None
+        self.lm_head = _synapsis(h, config.vocab_size, False, config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.layer
+
+    def _head(self, hidden: Tensor) -> Tensor:
+        spiking = self.config.operators["linear"] == "spiking"
+        if self.final_mixer is not None:
+            hidden = self.final_mixer(hidden) if spiking else self.final_mixer.layer(hidden)
+        return self.lm_head(hidden) if spiking else self.lm_head.layer(hidden)
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """Logits ``[B, L, vocab]`` (the last ``logits_to_keep`` positions when it is > 0)."""
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+        )
+        hidden = out.last_hidden_state
+        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
+            hidden = hidden[:, -logits_to_keep:]
+        elif isinstance(logits_to_keep, Tensor):
+            hidden = hidden[:, logits_to_keep]
+        logits = self._head(hidden)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs
+            )
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)

@@ -1,0 +1,360 @@
+"""The spiking LLM: conversion of tiny random Llama / Qwen2 models, both paths, generate, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from bt_neurons.models import BTSpikingConfig, BTSpikingForCausalLM, operator_modes
+from bt_neurons.models.conversion import SUPPORTED_ARCHITECTURES, calibrate, convert
+from bt_neurons.models.evaluation import energy_per_token, perplexity, windows
+from bt_neurons.models.rotation import hadamard_matrix, hadamard_transform, random_orthogonal
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from bt_neurons import SNNMatmul, SNNMultiply, Synapsis
+
+VOCAB = 97
+
+
+def tiny_ann(kind: str = "llama", *, tied: bool = True, bias: bool = False, seed: int = 0):
+    """A random Llama / Qwen2 with odd sizes and grouped-query heads (6 query heads, 2 KV heads)."""
+    torch.manual_seed(seed)
+    common = dict(
+        vocab_size=VOCAB,
+        hidden_size=36,
+        intermediate_size=72,
+        num_hidden_layers=2,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=128,
+        tie_word_embeddings=tied,
+    )
+    if kind == "llama":
+        ann = LlamaForCausalLM(LlamaConfig(attention_bias=bias, mlp_bias=bias, **common))
+    else:
+        ann = Qwen2ForCausalLM(
+            Qwen2Config(rope_parameters={"rope_type": "default", "rope_theta": 1e4}, **common)
+        )
+    with torch.no_grad():  # norms and biases that are not the identity / zero, so that folding is exercised
+        for name, p in ann.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.2)
+    return ann.eval()
+
+
+SOURCES = [
+    pytest.param("llama", True, False, id="llama-tied"),
+    pytest.param("llama", False, True, id="llama-untied-biases"),
+    pytest.param("qwen2", False, True, id="qwen2-qkv-biases"),
+    pytest.param("qwen2", True, True, id="qwen2-tied"),
+]
+
+
+def ids(batch: int = 2, length: int = 11, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def logits(model, x, **kw) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=x, use_cache=False, **kw).logits
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+# ------------------------------------------------------------------ rotations
+def test_hadamard_transform_is_the_block_matrix_product():
+    x = torch.randn(3, 4, 48, dtype=torch.float64)
+    H = hadamard_matrix(16)
+    expected = (x.reshape(3, 4, 3, 16) @ H).reshape(3, 4, 48)
+    assert torch.allclose(hadamard_transform(x, 16), expected, atol=1e-12)
+    assert torch.allclose(H @ H, torch.eye(16, dtype=torch.float64), atol=1e-12)
+
+
+def test_rotation_bad_input():
+    with pytest.raises(ValueError, match="block must be a power of two"):
+        hadamard_transform(torch.randn(2, 12), 12)
+    with pytest.raises(ValueError, match="multiple of block"):
+        hadamard_transform(torch.randn(2, 12), 8)
+    Q = random_orthogonal(7, seed=3)
+    assert torch.allclose(Q @ Q.T, torch.eye(7, dtype=torch.float64), atol=1e-12)
+
+
+# ------------------------------------------------------------------ conversion
+@pytest.mark.parametrize(("kind", "tied", "bias"), SOURCES)
+@pytest.mark.parametrize("rotate", [False, True])
+def test_float_twin_equals_the_ann(kind, tied, bias, rotate):
+    """With every operator in float mode, folding and rotations change nothing but rounding."""
+    ann = tiny_ann(kind, tied=tied, bias=bias)
+    model = convert(ann, 15, operators="float", rotate=rotate)
+    assert model.config.source_model_type == kind
+    assert model.config.tie_word_embeddings == tied
+    x = ids()
+    assert torch.allclose(logits(model, x), logits(ann, x), atol=2e-5, rtol=1e-4)
+
+
+def assert_paths_agree_on_every_operator(model, x) -> int:
+    """Run ``model`` on the count path, then replay every spiking operator's inputs on the spike path.
+
+    Whole-model logits of the two paths are not compared bit for bit: the paths add the same terms in
+    different orders, and products of counts often put a value exactly on an encoder's rounding
+    boundary (half the token's maximum, with T odd), where a 1e-17 difference decides the level.
+    Replaying each operator's own inputs checks the equivalence on the model's real activations.
+    """
+    calls: list[tuple[torch.nn.Module, tuple, dict, torch.Tensor]] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, a, kw, out: calls.append((mod, a, kw, out)), with_kwargs=True)
+        for m in model.modules()
+        if isinstance(m, Synapsis | SNNMatmul | SNNMultiply)
+    ]
+    model.set_spiking(path="count")
+    with torch.no_grad():
+        model(input_ids=x, use_cache=False)
+    for h in hooks:
+        h.remove()
+    model.set_spiking(path="spike")
+    with torch.no_grad():
+        for module, args, kwargs, out in calls:
+            assert torch.allclose(module(*args, **kwargs), out, atol=1e-12, rtol=1e-10), module
+    return len(calls)
+
+
+@pytest.mark.parametrize(("kind", "tied", "bias"), SOURCES[:3])
+@pytest.mark.parametrize("operators", ["hybrid", "spiking"])
+def test_count_path_equals_spike_path_on_the_whole_model(kind, tied, bias, operators):
+    model = convert(tiny_ann(kind, tied=tied, bias=bias), 7, operators=operators).double()
+    layers = model.config.num_hidden_layers
+    # 5 encoding Synapses, 2 SNNMatmuls and 1 SNNMultiply per layer, then the head (and the tied mixer)
+    assert assert_paths_agree_on_every_operator(model, ids()) == 8 * layers + 1 + int(tied)
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_spiking_logits_approach_the_ann_as_T_grows(kind):
+    ann = tiny_ann(kind, bias=True)
+    x = ids(2, 16)
+    ref = logits(ann, x)
+    errors = [rel(logits(convert(ann, T, x), x), ref) for T in (3, 7, 31, 255)]
+    assert all(a > b for a, b in zip(errors, errors[1:], strict=False)), errors
+    assert errors[-1] < 0.01, errors
+    # fully spiking: the approximators' own error remains as T grows
+    full = [rel(logits(convert(ann, T, operators="spiking"), x), ref) for T in (3, 255)]
+    assert full[1] < full[0] and full[1] < 0.05, full
+
+
+def test_calibration_chooses_clip_ratios_that_do_not_hurt():
+    ann = tiny_ann("llama")
+    x = ids(2, 32)
+    plain = convert(ann, 7)
+    calibrated = convert(ann, 7, x)
+    clips = [float(b) for n, b in calibrated.named_buffers() if n.endswith("clip_ratio")]
+    assert all(0.5 <= c <= 1.0 for c in clips) and min(clips) < 1.0
+    ref = logits(ann, x)
+    assert rel(logits(calibrated, x), ref) <= rel(logits(plain, x), ref) * 1.05
+
+
+def test_calibration_text_needs_a_tokenizer_and_tokens():
+    ann = tiny_ann()
+    with pytest.raises(ValueError, match="tokenizer"):
+        convert(ann, 7, "some text")
+    with pytest.raises(ValueError, match="empty"):
+        convert(ann, 7, "   ")
+    with pytest.raises(TypeError, match="token ids"):
+        convert(ann, 7, torch.rand(1, 4))
+    with pytest.raises(ValueError, match=r"\[0, 97\)"):
+        convert(ann, 7, torch.tensor([[1, 2, 500]]))
+    with pytest.raises(ValueError, match="grid"):
+        calibrate(convert(ann, 7), ids(), grid=[1.5])
+
+
+def test_unsupported_architecture_names_the_supported_ones():
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
+    with pytest.raises(ValueError, match="supported architectures are llama, qwen2"):
+        convert(gpt2, 7)
+    assert SUPPORTED_ARCHITECTURES == ("llama", "qwen2")
+    with pytest.raises(TypeError, match="model_or_path"):
+        convert(42, 7)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        convert("/nonexistent/model", 7)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"timesteps": 0}, ValueError, "timesteps must be a positive int"),
+        ({"path": "both"}, ValueError, "path must be"),
+        ({"operators": "mostly"}, ValueError, "operators must be one of"),
+        ({"operators": {"attention": "spiking"}}, ValueError, "unknown keys"),
+        ({"operators": {"softmax": "yes"}}, ValueError, "'spiking' or 'float'"),
+    ],
+)
+def test_convert_bad_arguments(kwargs, error, message):
+    args = {"timesteps": 7, **kwargs}
+    with pytest.raises(error, match=message):
+        convert(tiny_ann(), args.pop("timesteps"), **args)
+
+
+def test_operator_presets():
+    assert set(operator_modes("spiking").values()) == {"spiking"}
+    assert set(operator_modes("float").values()) == {"float"}
+    assert operator_modes({"rmsnorm": "spiking"})["rmsnorm"] == "spiking"
+    with pytest.raises(TypeError, match="preset name or a dict"):
+        operator_modes(3)
+
+
+# ------------------------------------------------------------------ the model
+def test_model_bad_input():
+    model = convert(tiny_ann(), 7)
+    with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 97\)"):
+        model(input_ids=torch.tensor([[1, 97]]))
+    with pytest.raises(TypeError, match="integer tensor"):
+        model(input_ids=torch.rand(1, 3))
+    with pytest.raises(ValueError, match="attention_mask must be"):
+        model(input_ids=ids(1, 5), attention_mask=torch.ones(1, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="exactly one of input_ids and inputs_embeds"):
+        model()
+    # transformers' strict configs wrap the ValueError of the validator
+    with pytest.raises(
+        (ValueError, StrictDataclassClassValidationError), match="timesteps must be a positive int"
+    ):
+        BTSpikingConfig(timesteps=0)
+    with pytest.raises(
+        (ValueError, StrictDataclassClassValidationError), match="multiple of num_key_value_heads"
+    ):
+        BTSpikingConfig(num_attention_heads=6, num_key_value_heads=4)
+
+
+@pytest.mark.parametrize("operators", ["hybrid", "spiking"])
+def test_batch_independence(operators):
+    """One sequence's logits do not depend on the others in its batch."""
+    model = convert(tiny_ann("qwen2", bias=True), 7, operators=operators)
+    x = ids(3, 9)
+    together = logits(model, x)
+    for b in range(3):
+        alone = logits(model, x[b : b + 1])
+        assert torch.allclose(together[b : b + 1], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_left_padding_does_not_change_the_real_tokens():
+    model = convert(tiny_ann(), 7)
+    x = ids(1, 8)
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), x], 1)
+    mask = torch.cat([torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 8, dtype=torch.long)], 1)
+    pos = (mask.cumsum(-1) - 1).clamp_min(0)
+    alone = logits(model, x)
+    with torch.no_grad():
+        out = model(input_ids=padded, attention_mask=mask, position_ids=pos, use_cache=False).logits
+    assert torch.allclose(out[:, 3:], alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("operators", ["hybrid", "spiking"])
+def test_kv_cache_gives_the_uncached_logits(operators):
+    model = convert(tiny_ann("qwen2", bias=True), 7, operators=operators)
+    x = ids(2, 10)
+    full = logits(model, x)
+    with torch.no_grad():
+        out = model(input_ids=x[:, :6], use_cache=True)
+        steps = [out.logits]
+        cache = out.past_key_values
+        for t in range(6, 10):
+            out = model(input_ids=x[:, t : t + 1], past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            steps.append(out.logits)
+    assert torch.allclose(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_greedy_and_sampling_with_and_without_cache():
+    model = convert(tiny_ann(), 7)
+    prompt = ids(2, 5)
+    with torch.no_grad():
+        cached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=True, pad_token_id=0)
+        uncached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=False, pad_token_id=0)
+        torch.manual_seed(3)
+        sampled = model.generate(prompt, max_new_tokens=8, do_sample=True, top_k=10, pad_token_id=0)
+    assert cached.shape == (2, 13) and sampled.shape == (2, 13)
+    assert torch.equal(cached, uncached)
+    assert torch.equal(cached[:, :5], prompt) and torch.equal(sampled[:, :5], prompt)
+    # greedy decoding picks the argmax of the model's own logits
+    assert torch.equal(cached[:, 5], logits(model, prompt)[:, -1].argmax(-1))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = convert(tiny_ann("llama", tied=True), 7, ids(1, 24), operators={"softmax": "spiking"})
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("*.bin"))  # safetensors, nothing pickled
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True).eval()
+    assert isinstance(loaded, BTSpikingForCausalLM)
+    assert loaded.config.operators == model.config.operators and loaded.config.timesteps == 7
+    x = ids()
+    assert torch.equal(logits(loaded, x), logits(model, x))
+    assert loaded.lm_head.layer.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()
+    # the approximators are constants of the model, never saved with it
+    assert not any("approximator" in k or "exp" in k.split(".") for k in loaded.state_dict())
+
+
+def test_set_spiking_switches_modes_in_place():
+    model = convert(tiny_ann(), 7, operators="float")
+    x = ids()
+    float_logits = logits(model, x)
+    model.set_spiking(operators="spiking", timesteps=31)
+    assert model.config.operators == operator_modes("spiking") and model.config.timesteps == 31
+    assert not torch.equal(logits(model, x), float_logits)
+    model.set_spiking(operators={"linear": "float"})
+    assert model.config.operators["linear"] == "float" and model.config.operators["silu"] == "spiking"
+    with pytest.raises(ValueError, match="path must be"):
+        model.set_spiking(path="fast")
+
+
+def test_bf16_model_runs():
+    model = convert(tiny_ann(), 15).to(torch.bfloat16)
+    out = logits(model, ids())
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+
+
+# ------------------------------------------------------------------ measurements
+def test_perplexity_and_windows():
+    model = convert(tiny_ann(), 7)
+    x = ids(1, 100)
+    assert windows(x, 32).shape == (3, 32)
+    assert windows(x, 32, max_windows=2).shape == (2, 32)
+    ppl = perplexity(model, x, 32)
+    assert 1.0 < ppl < 10 * VOCAB
+    with pytest.raises(ValueError, match="fewer than one window"):
+        windows(x, 200)
+    with pytest.raises(ValueError, match="window must be an int >= 2"):
+        windows(x, 1)
+
+
+def test_energy_per_token_counts_spikes_of_spiking_operators_only():
+    x = ids(1, 16)
+    hybrid = energy_per_token(convert(tiny_ann(), 7), x)
+    full = energy_per_token(convert(tiny_ann(), 7, operators="spiking"), x)
+    float_twin = energy_per_token(convert(tiny_ann(), 7, operators="float"), x)
+    assert 0 < hybrid.spikes < full.spikes
+    assert hybrid.additions > 0 and hybrid.float_macs < hybrid.ann_macs
+    assert float_twin.spikes == 0 and float_twin.float_macs == float_twin.ann_macs
+    assert "uJ" in hybrid.summary()
+
+
+@settings(max_examples=15)
+@given(T=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_count_path_equals_spike_path_for_random_T(T, seed):
+    model = _SMALL_MODEL.set_spiking(timesteps=T)
+    assert assert_paths_agree_on_every_operator(model, ids(1, 6, seed=seed)) == 18
+
+
+_SMALL_MODEL = convert(tiny_ann("qwen2", bias=True), 7).double()

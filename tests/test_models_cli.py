@@ -1,0 +1,106 @@
+"""bt-convert and bt-chat: a tiny Llama checkpoint on disk, converted and talked to from the shell."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bt_neurons.models import BTSpikingForCausalLM
+from bt_neurons.models.cli import chat_main, convert_main
+from test_models import VOCAB, tiny_ann
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {f"w{i}": i for i in range(VOCAB - 1)} | {"[UNK]": VOCAB - 1}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="w0", pad_token="w0")
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    folder = tmp_path / "tiny-llama"
+    tiny_ann("llama", bias=True).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    (tmp_path / "calib.txt").write_text(" ".join(f"w{i % 90}" for i in range(200)))
+    return folder
+
+
+def test_convert_then_chat(checkpoint, tmp_path, capsys):
+    dst = tmp_path / "spiking"
+    argv = [str(checkpoint), str(dst), "--timesteps", "7", "--calibration-file", str(tmp_path / "calib.txt")]
+    assert convert_main(argv) == 0
+    assert (dst / "config.json").is_file() and (dst / "model.safetensors").is_file()
+    assert (dst / "tokenizer.json").is_file()
+    model = BTSpikingForCausalLM.from_pretrained(dst, local_files_only=True)
+    assert model.config.timesteps == 7 and model.config.source_model_type == "llama"
+    assert any(float(b) < 1.0 for n, b in model.named_buffers() if n.endswith("clip_ratio"))
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+    capsys.readouterr()
+    assert chat_main([str(dst), "--prompt", "w1 w2 w3", "--max-new-tokens", "4", "--raw"]) == 0
+    words = capsys.readouterr().out.split()
+    assert 1 <= len(words) <= 4 and all(w.startswith("w") or w == "[UNK]" for w in words)
+    # the same answer with the count path and the spike path overridden from the shell
+    assert chat_main([str(dst), "-p", "w1 w2 w3", "--max-new-tokens", "4", "--raw", "--path", "spike"]) == 0
+    assert capsys.readouterr().out.split() == words
+    assert chat_main([str(dst), "-p", "w1", "--max-new-tokens", "3", "--raw", "--sample", "--seed", "1"]) == 0
+
+
+def test_chat_reads_stdin(checkpoint, tmp_path, monkeypatch, capsys):
+    dst = tmp_path / "spiking"
+    assert convert_main([str(checkpoint), str(dst), "-T", "5"]) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO("w1 w2\n\nw3\n"))
+    capsys.readouterr()
+    assert chat_main([str(dst), "--max-new-tokens", "2", "--raw"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+def test_dst_is_never_half_written(checkpoint, tmp_path, capsys):
+    dst = tmp_path / "spiking"
+    dst.mkdir()
+    (dst / "mine.txt").write_text("keep me")
+    assert convert_main([str(checkpoint), str(dst)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert [p.name for p in dst.iterdir()] == ["mine.txt"]
+    assert convert_main([str(checkpoint), str(dst), "--force", "-T", "3"]) == 0
+    assert (dst / "config.json").is_file() and not (dst / "mine.txt").exists()
+
+
+def test_convert_usage_errors_write_nothing(checkpoint, tmp_path, capsys):
+    gpt2 = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(gpt2)
+    cases = [
+        ([str(tmp_path / "missing"), str(tmp_path / "a")], "is not a folder"),
+        ([str(gpt2), str(tmp_path / "b")], "supported architectures are llama, qwen2"),
+        (
+            [str(checkpoint), str(tmp_path / "c"), "--calibration-file", str(tmp_path / "nope.txt")],
+            "calibration",
+        ),
+        ([str(checkpoint), str(tmp_path / "d"), "--gguf-file", "x.gguf"], "gguf_file"),
+        ([str(checkpoint), str(tmp_path / "no" / "e")], "parent folder"),
+    ]
+    for argv, message in cases:
+        assert convert_main(argv) == 2, argv
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.txt", "gpt2", "tiny-llama"]
+    with pytest.raises(SystemExit):
+        convert_main([str(checkpoint), str(tmp_path / "f"), "--timesteps", "0"])
+
+
+def test_chat_usage_errors(tmp_path, capsys):
+    assert chat_main([str(tmp_path)]) == 2
+    assert "not a model folder" in capsys.readouterr().err
+
+
+def test_console_scripts_are_installed(checkpoint, tmp_path):
+    bindir = Path(sys.executable).parent
+    out = subprocess.run([bindir / "bt-convert", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--timesteps" in out
+    out = subprocess.run([bindir / "bt-chat", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--prompt" in out
