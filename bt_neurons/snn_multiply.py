@@ -34,19 +34,32 @@ class SNNMultiply(nn.Module):
     Args:
         timesteps: ``T`` of the EI_IF neurons encoding both operands. Default 15.
         path: ``"count"`` (default) or ``"spike"``.
+        channels: ``C``, to give every encoding neuron its own threshold: the
+            buffers ``x_channel_scale`` and ``y_channel_scale`` ``[C]`` (ones until
+            calibrated) divide each operand before its per-token encoding and
+            multiply the decoded values back, so a few large channels no longer
+            set every token's scale. Default None: one threshold for all.
 
-    Scales are per token (the last axis), so no token changes another's output.
+    Scales are per token (the last axis) times the fixed channel scales, so no
+    token changes another's output.
     """
 
-    def __init__(self, timesteps: int = 15, *, path: str = "count") -> None:
+    def __init__(self, timesteps: int = 15, *, path: str = "count", channels: int | None = None) -> None:
         super().__init__()
         self.T = _checks.check_timesteps("timesteps", timesteps)
         _checks.check_choice("path", path, ("count", "spike"))
         self.path = path
         self.quantizer = Quantizer(qmax=self.T)
+        if channels is not None:
+            _checks.check_timesteps("channels", channels)
+            self.register_buffer("x_channel_scale", torch.ones(channels))
+            self.register_buffer("y_channel_scale", torch.ones(channels))
+        else:
+            self.x_channel_scale = self.y_channel_scale = None
 
     def extra_repr(self) -> str:
-        return f"T={self.T}, path={self.path!r}"
+        channels = None if self.x_channel_scale is None else self.x_channel_scale.numel()
+        return f"T={self.T}, path={self.path!r}, channels={channels}"
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         for name, t in (("x", x), ("y", y)):
@@ -56,8 +69,15 @@ class SNNMultiply(nn.Module):
             raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
         if x.dtype != y.dtype:
             raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
-        cx, sx, _ = self.quantizer.quantize(x)  # raises on NaN / Inf
-        cy, sy, _ = self.quantizer.quantize(y)
+        gx = gy = None
+        if self.x_channel_scale is not None:
+            if x.shape[-1] != self.x_channel_scale.numel():
+                raise ValueError(
+                    f"x must have {self.x_channel_scale.numel()} channels in its last axis, got {x.shape[-1]}"
+                )
+            gx, gy = self.x_channel_scale.to(x.dtype), self.y_channel_scale.to(x.dtype)
+        cx, sx, _ = self.quantizer.quantize(x if gx is None else x / gx)  # raises on NaN / Inf
+        cy, sy, _ = self.quantizer.quantize(y if gy is None else y / gy)
         dt = _checks.compute_dtype(x.dtype)
         if self.path == "count":
             prod = cx.to(dt) * cy.to(dt)
@@ -67,7 +87,10 @@ class SNNMultiply(nn.Module):
                 eiif_spikes_from_counts(cy.to(dt), self.T),
                 torch.mul,
             )
-        out = (prod * (sx.to(dt) * sy.to(dt))).to(x.dtype)
+        out = prod * (sx.to(dt) * sy.to(dt))
+        if gx is not None:
+            out = out * (gx.to(dt) * gy.to(dt))
+        out = out.to(x.dtype)
         if x.requires_grad or y.requires_grad:  # straight-through: d(xy) = y dx + x dy
             xd, yd = x.detach(), y.detach()
             out = out + (x * yd + xd * y - 2 * xd * yd).to(out.dtype)

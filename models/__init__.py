@@ -13,6 +13,8 @@ transformers' ``AutoConfig`` and ``AutoModelForCausalLM`` (model type
 
 from . import _transformers  # noqa: F401  (must precede the transformers import)
 from .configuration import OPERATORS, BTSpikingConfig, operator_modes
+from .conversion import SUPPORTED_ARCHITECTURES, calibrate, convert
+from .evaluation import EnergyReport, energy_per_token, perplexity
 from .modeling import BTSpikingForCausalLM, BTSpikingModel, BTSpikingPreTrainedModel
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM  # noqa: E402  isort: skip
@@ -23,6 +25,12 @@ AutoModelForCausalLM.register(BTSpikingConfig, BTSpikingForCausalLM, exist_ok=Tr
 
 __all__ = [
     "OPERATORS",
+    "SUPPORTED_ARCHITECTURES",
+    "EnergyReport",
+    "calibrate",
+    "convert",
+    "energy_per_token",
+    "perplexity",
     "BTSpikingConfig",
     "BTSpikingForCausalLM",
     "BTSpikingModel",

@@ -238,7 +238,10 @@ def _candidate(module: nn.Module, args: tuple, kwargs: dict) -> Tensor:
 
 @torch.no_grad()
 def calibrate(
-    model: BTSpikingForCausalLM, input_ids: Tensor, grid: Sequence[float] = DEFAULT_CLIP_GRID
+    model: BTSpikingForCausalLM,
+    input_ids: Tensor,
+    grid: Sequence[float] = DEFAULT_CLIP_GRID,
+    channel_strength: float = 0.5,
 ) -> dict[str, float]:
     """Choose every encoder's clip ratio on ``input_ids`` ``[B, L]``; returns ``{module name: clip}``.
 
@@ -246,6 +249,10 @@ def calibrate(
     forward pass reaches it, so it sees the errors of the operators before it;
     the clip that gives the smallest squared error of its output against its
     float twin is kept. Operators in float mode are skipped.
+
+    The gate product's encoders also get a threshold per channel,
+    ``(max_t |x_tc|)^channel_strength`` (normalised), so that a few large
+    channels of SiLU(gate) and up do not set every token's scale.
     """
     if not grid or any(not 0.0 < float(c) <= 1.0 for c in grid):
         raise ValueError(f"grid must hold clip ratios in (0, 1], got {list(grid)!r}")
@@ -254,6 +261,13 @@ def calibrate(
 
     def hook(name: str):
         def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            if isinstance(module, SNNMultiply) and module.x_channel_scale is not None:
+                for operand, buffer in zip(
+                    args, (module.x_channel_scale, module.y_channel_scale), strict=True
+                ):
+                    peak = operand.detach().abs().reshape(-1, operand.shape[-1]).amax(0).double()
+                    peak = peak.clamp_min(peak.max() * 1e-3).pow(channel_strength)
+                    buffer.copy_(peak / peak.max())
             ref = _reference(module, args, kwargs).double()
             q = _quantizer(module)
             best, best_err = 1.0, float("inf")
@@ -337,7 +351,7 @@ def convert(
     state = _converted_state(model, config, seed)
     spiking = BTSpikingForCausalLM(config)
     missing, unexpected = spiking.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("clip_ratio")]
+    missing = [k for k in missing if not k.endswith(("clip_ratio", "channel_scale"))]  # set by calibrate
     if missing or unexpected:  # pragma: no cover - a bug in the mapping, not a user error
         raise RuntimeError(f"conversion left weights unmapped: missing {missing}, unexpected {unexpected}")
     if config.tie_word_embeddings:

@@ -179,7 +179,7 @@ class BTSpikingMLP(_Operators):
         self.gate_proj = _synapsis(h, i, config.mlp_bias, config)
         self.up_proj = _synapsis(h, i, config.mlp_bias, config)
         self.down_proj = _synapsis(i, h, config.mlp_bias, config)
-        self.multiply = SNNMultiply(config.timesteps)
+        self.multiply = SNNMultiply(config.timesteps, channels=i)
         self.silu = ShippedApproximator("silu")
 
     def forward(self, x: Tensor) -> Tensor:

@@ -11,10 +11,9 @@ channels, so that EI_IF neurons with few time steps resolve the rest.
   the weights at conversion (no cost when the model runs).
 - `hadamard_matrix` and `hadamard_transform`: the normalised Walsh-Hadamard
   matrix $H_n / \sqrt n$ (symmetric and orthogonal: $H = H^\top = H^{-1}$)
-  and its fast transform in blocks, $n \log_2 n$ additions and subtractions
-  per block and one scaling: a layer of synapses with weights $\pm 1$ that the
-  model applies where a rotation cannot be folded (after RoPE, and between
-  the gate product and the down-projection).
+  and its transform in blocks: a layer of synapses with weights
+  $\pm 1/\sqrt n$ that the model applies where a rotation cannot be folded
+  (after RoPE, and between the gate product and the down-projection).
 """
 
 from __future__ import annotations
@@ -41,6 +40,16 @@ def hadamard_matrix(n: int, dtype: torch.dtype = torch.float64) -> Tensor:
     return h / math.sqrt(n)
 
 
+_MATRICES: dict[tuple[int, torch.dtype, str], Tensor] = {}
+
+
+def _cached_hadamard(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    key = (n, dtype, str(device))
+    if key not in _MATRICES:
+        _MATRICES[key] = hadamard_matrix(n).to(dtype=dtype, device=device)
+    return _MATRICES[key]
+
+
 def hadamard_transform(x: Tensor, block: int) -> Tensor:
     """``x @ blockdiag(H, ..., H)`` over the last axis, ``H = hadamard_matrix(block)``.
 
@@ -49,22 +58,26 @@ def hadamard_transform(x: Tensor, block: int) -> Tensor:
         block: a power of two.
 
     Returns:
-        A new tensor of ``x``'s shape and dtype (the fast transform: butterflies
-        of additions and subtractions, then one scaling by ``1/sqrt(block)``).
+        A new tensor of ``x``'s shape and dtype. ``H_{ab} = H_a (x) H_b`` (Kronecker product), so a
+        block larger than 64 is applied as two small products (``b = 64``
+        along the fast axis, ``a = block / 64`` along the slow one): ``a + b``
+        multiply-adds per element instead of ``block``. As synapses, every
+        weight is ``±1/sqrt(block)``: additions and subtractions, then one scaling.
     """
     _check_power_of_two("block", block)
     C = x.shape[-1]
     if C % block:
         raise ValueError(f"the last axis of x ({C}) must be a multiple of block ({block})")
-    lead = x.shape[:-1]
-    y = x.reshape(-1, C // block, block)
-    h = 1
-    while h < block:
-        y = y.view(y.shape[0], C // block, block // (2 * h), 2, h)
-        a, b = y[..., 0, :], y[..., 1, :]
-        y = torch.stack((a + b, a - b), dim=-2).reshape(-1, C // block, block)
-        h *= 2
-    return (y * (1.0 / math.sqrt(block))).reshape(*lead, C)
+    b = min(block, 64)
+    a = block // b
+    y = x.reshape(-1, a, b) @ _cached_hadamard(b, x.dtype, x.device)
+    if a > 1:
+        y = (
+            hadamard_transform(y.transpose(1, 2), a).transpose(1, 2)
+            if a > 64
+            else (_cached_hadamard(a, x.dtype, x.device) @ y)
+        )
+    return y.reshape(x.shape)
 
 
 def largest_power_of_two_block(n: int) -> int:

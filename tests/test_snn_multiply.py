@@ -73,3 +73,21 @@ def test_quantizer_clip_ratio():
     for bad in (0.0, 1.5, True, "0.5"):
         with pytest.raises(ValueError, match="clip must be a float in"):
             Quantizer(clip=bad)
+
+
+def test_channel_scales_keep_the_paths_equal_and_help_outlier_channels():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 32, generator=g), torch.randn(6, 32, generator=g)
+    x[:, 3] *= 50  # one loud channel sets every token's scale
+    plain = SNNMultiply(7)
+    scaled = SNNMultiply(7, channels=32)
+    scaled.x_channel_scale.copy_(x.abs().amax(0).sqrt() / x.abs().amax(0).sqrt().max())
+    spike = SNNMultiply(7, channels=32, path="spike")
+    spike.load_state_dict(scaled.state_dict())
+    assert torch.equal(scaled(x, y), spike(x, y))
+    quiet = [c for c in range(32) if c != 3]
+    err = {k: (m(x, y) - x * y)[:, quiet].norm().item() for k, m in (("plain", plain), ("scaled", scaled))}
+    assert err["scaled"] < 0.5 * err["plain"], err
+    with pytest.raises(ValueError, match="32 channels"):
+        scaled(torch.randn(2, 31), torch.randn(2, 31))
+    assert "channels=32" in repr(scaled)
