@@ -1,7 +1,7 @@
 """``bt-convert`` and ``bt-chat``: convert a checkpoint and talk to the spiking model from the shell.
 
 ``bt-convert SRC DST --timesteps T`` converts a local Llama / Qwen2 checkpoint
-(``--gguf-file`` for GGUF) and writes the spiking model and its tokenizer to
+(a folder, or a ``.gguf`` file) and writes the spiking model and its tokenizer to
 ``DST`` (a folder written whole or not at all). ``bt-chat DST`` generates from
 it: once with ``--prompt``, or a conversation read line by line from stdin.
 """
@@ -50,7 +50,7 @@ def convert_parser() -> argparse.ArgumentParser:
         prog="bt-convert",
         description="Convert a local Llama / Qwen2 checkpoint into a bt-neurons spiking model.",
     )
-    p.add_argument("src", help="folder of the Hugging Face checkpoint (transformers or GGUF)")
+    p.add_argument("src", help="folder of the Hugging Face checkpoint, or a .gguf file")
     p.add_argument("dst", help="folder to write the spiking model to (must not exist unless --force)")
     p.add_argument("--timesteps", "-T", type=_positive, default=15, help="EI_IF time steps T (default 15)")
     p.add_argument("--gguf-file", help="the GGUF file inside SRC")
@@ -89,6 +89,8 @@ def convert_main(argv: list[str] | None = None) -> int:
     """Entry point of ``bt-convert``; returns the exit status (2 for a usage error)."""
     args = convert_parser().parse_args(argv)
     src, dst = Path(args.src), Path(args.dst)
+    if src.suffix == ".gguf" and src.is_file() and args.gguf_file is None:
+        src, args.gguf_file = src.parent, src.name
     try:
         if not src.is_dir():
             raise _UsageError(f"src {str(src)!r} is not a folder")

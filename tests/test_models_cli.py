@@ -83,6 +83,7 @@ def test_convert_usage_errors_write_nothing(checkpoint, tmp_path, capsys):
             "calibration",
         ),
         ([str(checkpoint), str(tmp_path / "d"), "--gguf-file", "x.gguf"], "gguf_file"),
+        ([str(checkpoint / "config.json"), str(tmp_path / "g")], "is not a folder"),
         ([str(checkpoint), str(tmp_path / "no" / "e")], "parent folder"),
     ]
     for argv, message in cases:
