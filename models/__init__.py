@@ -13,7 +13,7 @@ transformers' ``AutoConfig`` and ``AutoModelForCausalLM`` (model type
 
 from . import _transformers  # noqa: F401  (must precede the transformers import)
 from .configuration import OPERATORS, BTSpikingConfig, operator_modes
-from .conversion import SUPPORTED_ARCHITECTURES, calibrate, convert
+from .conversion import SUPPORTED_ARCHITECTURES, calibrate, convert, load_source
 from .evaluation import EnergyReport, energy_per_token, perplexity
 from .modeling import BTSpikingForCausalLM, BTSpikingModel, BTSpikingPreTrainedModel
 
@@ -29,6 +29,7 @@ __all__ = [
     "EnergyReport",
     "calibrate",
     "convert",
+    "load_source",
     "energy_per_token",
     "perplexity",
     "BTSpikingConfig",

