@@ -56,6 +56,11 @@ def smollm2_folder() -> Path:
 
 def memory_child(kind: str, args: argparse.Namespace) -> None:
     """In a fresh process (started with MALLOC_ENV): weights and peak RSS rise of one prefill, as JSON."""
+    import ctypes
+
+    # the same setting as MALLOC_ENV, applied with mallopt as well (M_MMAP_THRESHOLD = -3): blocks of
+    # 64 KiB and more are mapped and unmapped, so a freed temporary leaves the resident set at once
+    ctypes.CDLL("libc.so.6").mallopt(-3, 65536)
     torch.set_num_threads(THREADS)
     ann, tok = load_source(smollm2_folder(), GGUF)
     text = "\n".join(Path(p).read_text(encoding="utf-8") for p in args.text)
@@ -248,12 +253,9 @@ def run(args: argparse.Namespace) -> list[str]:
 
     t = interleaved({"ann": lambda: fwd(ann), "snn": lambda: fwd(snn)}, args.rounds)
     d = interleaved({"ann": lambda: gen(ann), "snn": lambda: gen(snn)}, max(1, args.rounds // 2))
-    mem_ann = peak_rss_rise_mib(lambda: fwd(ann))
-    mem_snn = peak_rss_rise_mib(lambda: fwd(snn))
-    size = {
-        k: sum(p.numel() * p.element_size() for p in m.parameters()) / 2**20
-        for k, m in (("ann", ann), ("snn", snn))
-    }
+    memory = {k: measure_memory(k, args) for k in ("ann", "snn")}
+    mem_ann, mem_snn = memory["ann"]["rise"], memory["snn"]["rise"]
+    size = {k: v["weights"] for k, v in memory.items()}
     dec = {k: args.decode_tokens / v for k, v in d.items()}
     total_ann, total_snn = size["ann"] + mem_ann, size["snn"] + mem_snn
     lines += [
