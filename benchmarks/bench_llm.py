@@ -26,7 +26,6 @@ import gc
 import importlib.util
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -39,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bt_neurons.models  # noqa: E402,F401  (registers the model; hides broken torchvision)
 from bt_neurons.models.conversion import convert, load_source  # noqa: E402
 from bt_neurons.models.evaluation import energy_per_token, perplexity, windows  # noqa: E402
-from results_file import MALLOC_ENV, machine_info, markers, peak_rss_rise_mib, write_section  # noqa: E402
+from results_file import MALLOC_ENV, machine_info, markers, peak_rss_rise_mib, timed, write_section  # noqa: E402
 
 THREADS = 2
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -86,19 +85,6 @@ def measure_memory(kind: str, args: argparse.Namespace) -> dict[str, float]:
     cmd += ["--calibration-tokens", str(args.calibration_tokens), "--text", *map(str, args.text)]
     out = subprocess.run(cmd, env={**os.environ, **MALLOC_ENV}, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def interleaved(fns: dict, rounds: int) -> dict[str, float]:
-    """Median seconds of each function, the contenders alternating round by round (after a warm-up)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def greedy(model, tok, prompt: str, tokens: int = 8) -> str:
@@ -251,8 +237,16 @@ def run(args: argparse.Namespace) -> list[str]:
                 pad_token_id=0,
             )
 
-    t = interleaved({"ann": lambda: fwd(ann), "snn": lambda: fwd(snn)}, args.rounds)
-    d = interleaved({"ann": lambda: gen(ann), "snn": lambda: gen(snn)}, max(1, args.rounds // 2))
+    # medians of interleaved rounds, in seconds
+    t = {
+        k: v / 1e3 for k, v in timed({"ann": lambda: fwd(ann), "snn": lambda: fwd(snn)}, args.rounds).items()
+    }
+    d = {
+        k: v / 1e3
+        for k, v in timed(
+            {"ann": lambda: gen(ann), "snn": lambda: gen(snn)}, max(1, args.rounds // 2)
+        ).items()
+    }
     memory = {k: measure_memory(k, args) for k in ("ann", "snn")}
     mem_ann, mem_snn = memory["ann"]["rise"], memory["snn"]["rise"]
     size = {k: v["weights"] for k, v in memory.items()}

@@ -21,36 +21,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 from bt_neurons.approximators import spiking_rmsnorm, spiking_softmax
-from results_file import MALLOC_ENV, machine_info, markers, peak_rss_rise_mib, write_section
+from results_file import MALLOC_ENV, machine_info, markers, peak_rss_rise_mib, timed, write_section
 from torch import Tensor, nn
 
 from bt_neurons import QSynapsis, SNNMatmul, SNNRMSNorm, SNNSoftmax, Synapsis, track_spikes
 
 THREADS = 2
 MARK_START, MARK_END = markers("bench_operators")
-
-
-def timed(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median milliseconds of each function, interleaved round-robin after one warm-up."""
-    for fn in fns.values():
-        fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[key].append((time.perf_counter() - start) * 1e3)
-    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def rel(a: Tensor, b: Tensor) -> float:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
+import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -95,3 +98,16 @@ def peak_rss_rise_mib(fn) -> float:
     Path("/proc/self/clear_refs").write_text("5")
     fn()
     return max(_status_kib("VmHWM") - before, 0) / 1024
+
+
+def timed(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median milliseconds of each function, interleaved round-robin after one warm-up."""
+    for fn in fns.values():
+        fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[key].append((time.perf_counter() - start) * 1e3)
+    return {k: statistics.median(v) for k, v in samples.items()}
