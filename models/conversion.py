@@ -169,6 +169,13 @@ def _converted_state(src, config: BTSpikingConfig, seed: int) -> dict[str, Tenso
         if t is not None:
             state[name] = t.to(torch.float32).contiguous()
 
+    def put_writer(name: str, lin: nn.Linear, H: Tensor | None) -> None:
+        """A layer that writes the stream, its input rotated by ``H`` as the model runs (if any)."""
+        w = lin.weight.to(f64)
+        put(f"{name}.layer.weight", write(w @ H if H is not None else w))
+        if lin.bias is not None:
+            put(f"{name}.layer.bias", write(lin.bias.unsqueeze(-1)).squeeze(-1))
+
     emb = src.model.embed_tokens.weight.to(f64)
     put("model.embed_tokens.weight", emb @ R if rotate else emb)
     for i, layer in enumerate(src.model.layers):
@@ -183,22 +190,12 @@ def _converted_state(src, config: BTSpikingConfig, seed: int) -> dict[str, Tenso
                 bias = Hv @ bias.to(f64) if bias is not None else None
             put(p + f"self_attn.{name}.layer.weight", w)
             put(p + f"self_attn.{name}.layer.bias", bias)
-        wo = att.o_proj.weight.to(f64)
-        if Ho is not None:
-            wo = wo @ Ho
-        put(p + "self_attn.o_proj.layer.weight", write(wo))
-        if att.o_proj.bias is not None:
-            put(p + "self_attn.o_proj.layer.bias", write(att.o_proj.bias.unsqueeze(-1)).squeeze(-1))
+        put_writer(p + "self_attn.o_proj", att.o_proj, Ho)
         for name in ("gate_proj", "up_proj"):
             lin = getattr(mlp, name)
             put(p + f"mlp.{name}.layer.weight", read(lin.weight, g_post))
             put(p + f"mlp.{name}.layer.bias", lin.bias)
-        wd = mlp.down_proj.weight.to(f64)
-        if Hm is not None:
-            wd = wd @ Hm
-        put(p + "mlp.down_proj.layer.weight", write(wd))
-        if mlp.down_proj.bias is not None:
-            put(p + "mlp.down_proj.layer.bias", write(mlp.down_proj.bias.unsqueeze(-1)).squeeze(-1))
+        put_writer(p + "mlp.down_proj", mlp.down_proj, Hm)
         for norm in ("input_layernorm", "post_attention_layernorm"):
             g = getattr(layer, norm).weight
             put(p + f"{norm}.weight", torch.ones_like(g) if rotate else g)
