@@ -50,17 +50,10 @@ def hidden_states(tokens: int) -> tuple[Tensor, str]:
     ggufs = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf")) if spec else []
     if ggufs:
         try:
-            # torchvision 0.28 and torchaudio 2.11 (pulled in by spikingjelly) cannot load their C
-            # operators with torch 2.13.0+cpu, and transformers imports them when present: hide them.
-            for broken in ("torchvision", "torchaudio"):
-                sys.modules.setdefault(broken, None)  # type: ignore[arg-type]
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from bt_neurons.models import load_source  # also hides a broken torchvision / torchaudio
 
             path = ggufs[0]
-            tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                path.parent, gguf_file=path.name, torch_dtype=torch.float32
-            )
+            model, tok = load_source(path.parent, path.name)
             text = (Path(__file__).resolve().parent.parent / "README.md").read_text() * 4
             ids = tok(text, return_tensors="pt").input_ids[:, :tokens]
             captured: list[Tensor] = []

@@ -23,13 +23,15 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+# transformers imports torchvision/torchaudio when present; their C ops do not load with torch 2.13+cpu
+from bt_neurons.models import _transformers  # noqa: F401,E402  (marks them absent when broken)
 from spikingjelly.activation_based import functional
 from spikingjelly.activation_based.ann2snn import ModuleConverter
 from spikingjelly.activation_based.ann2snn.recipes import (
@@ -37,11 +39,6 @@ from spikingjelly.activation_based.ann2snn.recipes import (
     Qwen2SNNRecipe,
     calibrate_qwen2_snn,
 )
-
-# transformers imports torchvision/torchaudio when present; their C ops do not load with torch 2.13+cpu.
-sys.modules.setdefault("torchvision", None)
-sys.modules.setdefault("torchaudio", None)
-
 from transformers import Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 
 _RECIPE_DEFAULT_LEVELS: int = next(
