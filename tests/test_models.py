@@ -333,6 +333,12 @@ def test_perplexity_and_windows():
     assert windows(x, 32, max_windows=2).shape == (2, 32)
     ppl = perplexity(model, x, 32)
     assert 1.0 < ppl < 10 * VOCAB
+    # the mean next-token cross-entropy over the three windows, each predicted from its own start
+    chunks = x[0, :96].view(3, 32)
+    out = logits(model, chunks)
+    nll = torch.nn.functional.cross_entropy(out[:, :-1].reshape(-1, VOCAB), chunks[:, 1:].reshape(-1))
+    assert ppl == pytest.approx(torch.exp(nll).item(), rel=1e-5)
+    assert perplexity(model, x, 32, batch=2) == pytest.approx(ppl, rel=1e-5)
     with pytest.raises(ValueError, match="fewer than one window"):
         windows(x, 200)
     with pytest.raises(ValueError, match="window must be an int >= 2"):
