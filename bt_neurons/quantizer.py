@@ -205,7 +205,7 @@ class Quantizer(nn.Module):
             q = (round_half_away(x.detach() / scale) + zero.to(x.dtype)).clamp_(0, self.qmax)
         return q, scale, zero
 
-    def fake_quantize_(self, x: Tensor, *, chunk: int = 1 << 19) -> Tensor:
+    def fake_quantize_(self, x: Tensor, *, chunk: int = 1 << 16) -> Tensor:
         """``dequantize(quantize(x))`` written into ``x`` itself (no autograd).
 
         Symmetric per-token scales are processed in chunks of about ``chunk``

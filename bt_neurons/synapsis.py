@@ -96,7 +96,7 @@ def quantized_linear(
     step = max(1, chunk // max(1, x.shape[-1]))
     wt = weight.t()
     for start in range(0, rows.shape[0], step):
-        block = pre.fake_quantize_(rows[start : start + step].clone())
+        block = pre.fake_quantize_(rows[start : start + step].clone(), chunk=chunk)
         target = out[start : start + step]
         if bias is None:
             torch.mm(block, wt, out=target)
