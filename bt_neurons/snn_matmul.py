@@ -23,6 +23,9 @@ Two layouts, both with scales that never mix tokens:
   first ($X Y = (X\,\mathrm{diag}(s_Y))\,C_Y$, exact algebra), and
   ``x diag(s_Y)`` is encoded per row.
 
+Training uses the straight-through estimator: the backward pass is that of
+the float product ``x @ y^T`` (or ``x @ y``).
+
 Leading dimensions broadcast; for grouped-query attention pass ``y`` with
 fewer heads and ``groups = heads_x // heads_y``. Integer products are exact
 in float32 while ``k T^2 < 2**24``; beyond that the counts are multiplied in
@@ -123,6 +126,10 @@ class SNNMatmul(nn.Module):
                 eiif_spikes_from_counts(cx.to(dt), self.T), eiif_spikes_from_counts(cy_mat.to(dt), self.T)
             )
         out = (prod * out_scale.to(dt)).to(x.dtype)
+        if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
+            # straight-through estimator: the gradient of the float product
+            exact = x @ (y.transpose(-1, -2) if self.transpose_y else y)
+            out = out + (exact - exact.detach())
         if tracking():
             with torch.no_grad():
                 m, n = out.shape[-2], out.shape[-1]

@@ -217,6 +217,23 @@ def test_matmul_error_falls_with_timesteps():
     assert errs[0] > errs[1] > errs[2] and errs[2] < 0.01
 
 
+@pytest.mark.parametrize("transpose", [True, False])
+def test_matmul_gradient_is_that_of_the_float_product(transpose):
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 5, 8, requires_grad=True)
+    y = torch.randn(2, 2, *((6, 8) if transpose else (8, 6)), requires_grad=True)  # 2 kv heads
+    g = torch.randn(2, 4, 5, 6)
+    out = SNNMatmul(7, transpose_y=transpose)(x, y, groups=2)
+    with torch.no_grad():
+        assert torch.equal(out, SNNMatmul(7, transpose_y=transpose)(x, y, groups=2))
+    (out * g).sum().backward()
+    x2, y2 = x.detach().clone().requires_grad_(), y.detach().clone().requires_grad_()
+    yy = y2.repeat_interleave(2, dim=-3)
+    ((x2 @ (yy.transpose(-1, -2) if transpose else yy)) * g).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(y.grad, y2.grad)
+
+
 def test_matmul_bad_input():
     mm = SNNMatmul(15)
     with pytest.raises(ValueError, match="shapes do not match"):
