@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .accounting import SpikeStats, track_spikes
 from .custom_neuron_node import CustomNeuronNode
+from .eiif_encoder import EIIFEncoder
 from .eiif_node import EIIFNode
 from .quantizer import Quantizer
 from .snn_matmul import SNNMatmul
@@ -28,6 +29,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "CustomNeuron",
     "CustomNeuronNode",
+    "EIIFEncoder",
     "EIIFNode",
     "QSynapsis",
     "Quantizer",

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from bt_neurons.approximators import load_pretrained
 from torch import Tensor, nn
 
-from bt_neurons import SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis
+from bt_neurons import QSynapsis, SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis
 
 from . import _transformers  # noqa: F401  (must precede the transformers imports)
 from .configuration import BTSpikingConfig
@@ -266,6 +266,8 @@ class BTSpikingPreTrainedModel(PreTrainedModel):
                 m.T = cfg.timesteps
                 m.pre.qmax = cfg.timesteps
                 m.path = cfg.path
+            elif isinstance(m, QSynapsis):  # a model prepared for quantization-aware training (stage 1)
+                m.pre.qmax = cfg.timesteps
             elif isinstance(m, SNNMatmul | SNNMultiply):
                 m.T = cfg.timesteps
                 m.quantizer.qmax = cfg.timesteps
