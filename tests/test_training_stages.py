@@ -348,6 +348,39 @@ def test_learner_on_a_spikingjelly_net_updates_neurons_and_trains():
     assert learner._inputs == {}
 
 
+def test_learner_on_an_snntorch_net_updates_the_neuron_it_steps():
+    from bt_neurons.snntorch import EIIF
+
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.lif, self.fc2 = (
+                nn.Linear(6, 12),
+                EIIF(r=0.7, learn_threshold=True),
+                nn.Linear(12, 3),
+            )
+
+        def forward(self, x_seq):
+            mem = self.lif.init_mem()
+            out = []
+            for x in x_seq:
+                spk, mem = self.lif(self.fc1(x), mem)
+                out.append(self.fc2(spk))
+            return torch.stack(out)
+
+    net = to_spiking(prepare_qat(Net(), timesteps=7)).train()
+    learner = StageThreeLearner(net)
+    assert set(learner.nodes) == {"lif"} and set(learner.synapses) == {"fc1", "fc2"}
+    theta = net.lif.node.theta_0.item()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    x, y = torch.randn(5, 8, 6) * 2, torch.randint(0, 3, (8,))
+    info = learner.training_step(nn.functional.cross_entropy(net(x).mean(0), y), opt)
+    assert math.isfinite(info["loss"]) and "rate" in learner.last_terms
+    assert net.lif.node.theta_0.item() != theta
+
+
 def test_learner_on_the_spiking_llm_changes_the_watched_synapses():
     model = tiny_bt(7)
     prepare_qat(model, timesteps=7)

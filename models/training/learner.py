@@ -25,7 +25,9 @@ output per token over the same ``T``. A Synapsis whose forward is bypassed
 (the LLM's ``o_proj`` and ``down_proj``, fed graded counts) is not seen and
 learns from the task gradient only. The neurons inside a Synapsis have the
 fixed thresholds its exact conversion relies on; eqs. 29-31 act on
-`EIIFNode` / `CustomNeuronNode` layers.
+`EIIFNode` / `CustomNeuronNode` layers, and to the snnTorch faces
+(`bt_neurons.snntorch.EIIF` / ``CustomNeuron``), whose calls are watched one
+time step at a time.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from torch import Tensor, nn
 
 from bt_neurons import CustomNeuronNode, EIIFNode, Quantizer, Synapsis
 from bt_neurons.functional.eiif import eiif_spikes_from_counts, eiif_thresholds
+from bt_neurons.snntorch._stateful import SnnTorchShell
 
 from .homeostasis import expected_first_spike_time, homeostasis_update, membrane_charge
 from .modulation import GlobalModulation
@@ -94,11 +97,15 @@ class StageThreeLearner:
         if not isinstance(self.config, StageThreeConfig):
             raise TypeError(f"config must be a StageThreeConfig, got {type(self.config).__name__}")
         modules = dict(model.named_modules())
+        # snnTorch faces: the shell is called (its node only holds the parameters), so watch the shell
+        self._shells = {n: m for n, m in modules.items() if isinstance(m, SnnTorchShell)}
+        inner = {id(m.node) for m in self._shells.values()}
+        modules = {n: m for n, m in modules.items() if id(m) not in inner}
         self.synapses = self._select(
             modules, synapses, "synapses", lambda m: isinstance(m, Synapsis) and not m.embedding
         )
         self.nodes = self._select(
-            modules, nodes, "nodes", lambda m: isinstance(m, EIIFNode | CustomNeuronNode)
+            modules, nodes, "nodes", lambda m: isinstance(m, EIIFNode | CustomNeuronNode | SnnTorchShell)
         )
         if not self.synapses and not self.nodes:
             raise ValueError(
@@ -112,9 +119,11 @@ class StageThreeLearner:
         self._plasticity: dict[str, _Plasticity] = {}
         self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.synapses.items()]
         for name, node in self.nodes.items():
-            if node.path == "spike" and node.step_mode == "m":
+            if isinstance(node, SnnTorchShell):
+                node = node.node
+            elif node.path == "spike" and node.step_mode == "m":
                 node.store_v_seq = True
-            self._handles.append(node.register_forward_hook(self._hook(name)))
+            self._handles.append(self.nodes[name].register_forward_hook(self._hook(name)))
 
     @staticmethod
     def _select(modules: dict, names, what: str, accept) -> dict[str, nn.Module]:
@@ -128,9 +137,16 @@ class StageThreeLearner:
         return chosen
 
     def _hook(self, name: str):
-        def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+        def hook(module: nn.Module, args: tuple, output: Tensor | tuple) -> None:
             if self.model.training:  # evaluation passes (model.eval()) are not learned from
-                self._inputs.setdefault(name, []).append((args[0], output))
+                x = args[0]
+                if isinstance(module, SnnTorchShell):  # snnTorch: spk, mem = neuron(x, mem)
+                    output = output[0] if isinstance(output, tuple) else output
+                    mem = args[1] if len(args) > 1 else None
+                    if isinstance(mem, Tensor) and mem.shape == x.shape:  # the charge H_t = k mem + x
+                        keep = module.node.decay if isinstance(module.node, CustomNeuronNode) else 1.0
+                        x = x + keep * mem.to(x.dtype)
+                self._inputs.setdefault(name, []).append((x, output))
 
         return hook
 
@@ -208,6 +224,10 @@ class StageThreeLearner:
                 times.append(expected_first_spike_time(charge, thr, temp).mean(0))
         for name, node in self.nodes.items():
             for x, out in self._inputs.get(name, ()):
+                if isinstance(node, SnnTorchShell):  # one step of an snnTorch loop (x: the charge)
+                    rates.append(out.abs().flatten(1).mean(0))
+                    charges.append(x.abs().flatten(1).mean(0))
+                    continue
                 if node.path == "count":
                     T = node.T
                     rates.append((out.abs() / T).reshape(-1, *out.shape[1:]).mean(0).flatten())
@@ -293,11 +313,12 @@ class StageThreeLearner:
             if not calls:
                 continue
             rates, charges = [], []
+            count_path = not isinstance(node, SnnTorchShell) and node.path == "count"
             for x, out in calls:  # spikes per neuron per step
-                rates.append(float(out.detach().abs().mean()) / (node.T if node.path == "count" else 1))
+                rates.append(float(out.detach().abs().mean()) / (node.T if count_path else 1))
                 charges.append(float(x.detach().abs().mean()))
             homeostasis_update(
-                node,
+                node.node if isinstance(node, SnnTorchShell) else node,
                 sum(rates) / len(rates),
                 sum(charges) / len(charges),
                 g,
