@@ -1,0 +1,139 @@
+"""Stage 1 on a real pretrained LLM: quantization-aware distillation of SmolLM2 at small T.
+
+Post-training conversion of SmolLM2-135M-Instruct at T = 15 loses accuracy
+(see `bench_llm.py`). This script tries the paper's stage 1 on it: the model
+is converted (rotations, calibration), `prepare_qat` turns its Synapses back
+into their quantized twins, and the weights are trained for a few hundred
+steps to match the float ANN's next-token distributions (KL divergence to the
+teacher, the ANN itself; nothing is learned about the evaluation text). Then
+`to_spiking` converts back exactly and the perplexity is measured on the same
+text and windows as `bench_llm.py` (Vim manual chapters 1-8), while training
+reads other chapters (9-20) of the manual.
+
+    python benchmarks/qat_llm.py --write-results benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_llm import DEFAULT_TEXT, GGUF, smollm2_folder  # noqa: E402
+from bt_neurons.models.conversion import convert, load_source  # noqa: E402
+from bt_neurons.models.evaluation import perplexity  # noqa: E402
+from bt_neurons.models.training import prepare_qat, to_spiking  # noqa: E402
+from results_file import machine_info, markers, write_section  # noqa: E402
+
+THREADS = 2
+TRAIN_TEXT = [Path(f"/usr/share/vim/vim90/doc/usr_{i:02d}.txt") for i in range(9, 21)]
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    ann, tok = load_source(smollm2_folder(), GGUF)
+    ann.eval()
+    eval_ids = tok(
+        "\n".join(p.read_text(encoding="utf-8") for p in DEFAULT_TEXT), return_tensors="pt"
+    ).input_ids
+    calib, rest = eval_ids[:, : args.calibration_tokens], eval_ids[:, args.calibration_tokens :]
+    train_ids = tok(
+        "\n".join(p.read_text(encoding="utf-8") for p in TRAIN_TEXT), return_tensors="pt"
+    ).input_ids[0]
+    W = args.window
+    ppl_ann = perplexity(ann, rest, W, max_windows=args.windows)
+    lines = [
+        f"SmolLM2-135M-Instruct, T = {args.timesteps}, hybrid operators. Evaluation: {args.windows} windows x {W} "
+        f"tokens of the Vim manual chapters 1-8 after {calib.shape[1]} calibration tokens (as in the LLM "
+        f"benchmark); ANN perplexity {ppl_ann:.3f}. Training: {args.steps} steps of {args.batch} x {args.seq} "
+        f"tokens from chapters 9-20 ({train_ids.numel()} tokens), AdamW lr {args.lr:g}, loss KL(ANN || model) "
+        "on the next-token distributions.",
+        "",
+        "| model | perplexity | ratio to ANN |",
+        "| --- | ---: | ---: |",
+    ]
+    t0 = time.perf_counter()
+    snn = convert(ann, args.timesteps, calib)
+    converted = perplexity(snn, rest, W, max_windows=args.windows)
+    lines.append(f"| converted (post-training), count path | {converted:.3f} | {converted / ppl_ann:.3f}x |")
+    print(lines[-1], f"{time.perf_counter() - t0:.0f} s", flush=True)
+
+    prepare_qat(snn, timesteps=args.timesteps)
+    snn.train()
+    params = [p for p in snn.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(1)
+    t0 = time.perf_counter()
+    for step in range(args.steps):
+        starts = torch.randint(0, train_ids.numel() - args.seq, (args.batch,), generator=g).tolist()
+        ids = torch.stack([train_ids[s : s + args.seq] for s in starts])
+        with torch.no_grad():
+            teacher = F.log_softmax(ann(input_ids=ids).logits.float(), -1)
+        student = F.log_softmax(snn(input_ids=ids, use_cache=False).logits.float(), -1)
+        loss = F.kl_div(student, teacher, log_target=True, reduction="batchmean") / args.seq
+        if not torch.isfinite(loss):
+            raise SystemExit(f"the loss became {float(loss)} at step {step}")
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 10 == 0:
+            print(f"step {step}: KL {float(loss):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    train_s = time.perf_counter() - t0
+    snn.eval()
+    to_spiking(snn, timesteps=args.timesteps)
+    trained = perplexity(snn, rest, W, max_windows=args.windows)
+    lines.append(
+        f"| after stage 1 (quantization-aware distillation, {args.steps} steps), converted back | "
+        f"{trained:.3f} | {trained / ppl_ann:.3f}x |"
+    )
+    snn.set_spiking(operators="spiking")
+    full = perplexity(snn, rest, W, max_windows=args.windows)
+    lines += [
+        f"| the same, every operator spiking | {full:.3f} | {full / ppl_ann:.3f}x |",
+        "",
+        f"Training took {train_s:.0f} s ({train_s / max(args.steps, 1):.1f} s per step).",
+        "",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--timesteps", type=int, default=15)
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--window", type=int, default=256)
+    p.add_argument("--windows", type=int, default=16)
+    p.add_argument("--calibration-tokens", type=int, default=256)
+    p.add_argument("--write-results", type=Path)
+    args = p.parse_args(argv)
+    start = time.perf_counter()
+    lines = run(args)
+    command = "python benchmarks/qat_llm.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    footer = [
+        f"Command: `{command.strip()}`  ",
+        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}  ",
+        f"Runtime: {time.perf_counter() - start:.0f} s  ",
+        "Machine: "
+        + "; ".join(f"{k}: {v}" for k, v in machine_info(THREADS, ("bt-neurons", "transformers")).items()),
+    ]
+    print("\n".join(lines + footer))
+    if args.write_results:
+        start_mark, end_mark = markers("qat_llm")
+        section = [start_mark, "## Stage 1 on SmolLM2: quantization-aware distillation", "", *lines, *footer]
+        write_section(args.write_results, "qat_llm", "\n".join([*section, end_mark]) + "\n")
+        print(f"\nwrote section to {args.write_results}")
+
+
+if __name__ == "__main__":
+    main()
