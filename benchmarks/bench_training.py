@@ -30,6 +30,7 @@ import math
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bt_neurons.models import BTSpikingConfig, BTSpikingForCausalLM, perplexity  # noqa: E402
 from bt_neurons.models.training import (  # noqa: E402
+    LOSS_TERMS,
     StageThreeConfig,
     StageThreeLearner,
     load_checkpoint,
@@ -166,31 +168,10 @@ def run(args: argparse.Namespace) -> tuple[list[str], dict]:
         r["stage2_s"] = time.perf_counter() - t0
         save_checkpoint(ckpt / "stage2.safetensors", model, info={"stage": 2})
 
-        variants = {
-            "paper": StageThreeConfig(),
-            "local_only": StageThreeConfig(
-                lambda_stdp=0.0,
-                lambda_theta=0.0,
-                lambda_alpha=0.0,
-                lambda_r=0.0,
-                lambda_c=0.0,
-                lambda_time=0.0,
-                lambda_reg=0.0,
-            ),
-            "task_only": StageThreeConfig(
-                eta_w=0.0,
-                eta_theta=0.0,
-                eta_alpha=0.0,
-                eta_r=0.0,
-                lambda_stdp=0.0,
-                lambda_theta=0.0,
-                lambda_alpha=0.0,
-                lambda_r=0.0,
-                lambda_c=0.0,
-                lambda_time=0.0,
-                lambda_reg=0.0,
-            ),
-        }
+        # ablations: only the task loss of eq. 34 (plus the local rules), then the task loss alone
+        local_only = StageThreeConfig(**{k: 0.0 for k in LOSS_TERMS.values() if k != "lambda_task"})
+        task_only = replace(local_only, eta_w=0.0, eta_theta=0.0, eta_alpha=0.0, eta_r=0.0)
+        variants = {"paper": StageThreeConfig(), "local_only": local_only, "task_only": task_only}
         for name, config in variants.items():
             runs = []
             t0 = time.perf_counter()
