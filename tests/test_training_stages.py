@@ -114,6 +114,19 @@ def test_stage1_trains_with_a_transformers_trainer(tmp_path):
     assert not torch.equal(before, model.model.layers[0].mlp.up_proj.layer.weight)
 
 
+def test_a_prepared_tied_transformers_model_saves_with_save_pretrained(tmp_path):
+    from safetensors.torch import load_file
+
+    model = prepare_qat(tiny_ann("llama", tied=True), timesteps=7)
+    model.save_pretrained(tmp_path)
+    twin = prepare_qat(tiny_ann("llama", tied=True, seed=5), timesteps=7)
+    missing, unexpected = twin.load_state_dict(load_file(tmp_path / "model.safetensors"), strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.layer.weight"}
+    assert twin.lm_head.layer.weight is twin.model.embed_tokens.weight
+    with torch.no_grad():
+        assert torch.equal(twin(input_ids=ids()).logits, model(input_ids=ids()).logits)
+
+
 # ---------------------------------------------------------------- stage 2
 def test_eiif_encoder_spike_path_equals_count_path_equals_quantizer():
     torch.manual_seed(0)

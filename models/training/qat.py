@@ -138,6 +138,26 @@ def prepare_qat(
         raise ValueError(
             "model has nothing to quantize: no nn.Linear, Synapsis or listed activation outside `skip`"
         )
+    renamed = {}
     for parent, child_name, new in swaps:
         setattr(parent, child_name, new)
+    for name, module in model.named_modules():
+        if isinstance(module, QSynapsis) and any(new is module for _, _, new in swaps):
+            renamed[f"{name}."] = f"{name}.layer."  # the wrapped layer's parameters moved one level down
+    _rename_tied_keys(model, renamed)
     return model
+
+
+def _rename_tied_keys(model: nn.Module, renamed: dict[str, str]) -> None:
+    """Keep a transformers model's maps of tied parameters pointing at them (so ``save_pretrained`` works)."""
+
+    def rename(key: str) -> str:
+        for old, new in renamed.items():
+            if key.startswith(old) and not key.startswith(new):
+                return new + key[len(old) :]
+        return key
+
+    for attribute in ("all_tied_weights_keys", "_tied_weights_keys"):
+        tied = getattr(model, attribute, None)
+        if isinstance(tied, dict) and renamed:
+            setattr(model, attribute, {rename(k): rename(v) for k, v in tied.items()})
