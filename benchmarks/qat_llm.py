@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> list[str]:
         f"SmolLM2-135M-Instruct, T = {args.timesteps}, hybrid operators. Evaluation: {args.windows} windows x {W} "
         f"tokens of the Vim manual chapters 1-8 after {calib.shape[1]} calibration tokens (as in the LLM "
         f"benchmark); ANN perplexity {ppl_ann:.3f}. Training: {args.steps} steps of {args.batch} x {args.seq} "
-        f"tokens from chapters 9-12 and 20-24 ({train_ids.numel()} tokens), AdamW lr {args.lr:g}, loss KL(ANN || model) "
+        f"tokens from chapters 9-12 and 20-24 ({train_ids.numel()} tokens), AdamW lr {args.lr:g} with cosine decay, loss KL(ANN || model) "
         "on the next-token distributions.",
         "",
         "| model | perplexity | ratio to ANN |",
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> list[str]:
     snn.train()
     params = [p for p in snn.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(args.steps, 1))
     g = torch.Generator().manual_seed(1)
     t0 = time.perf_counter()
     for step in range(args.steps):
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> list[str]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        schedule.step()
         if step % 10 == 0:
             print(f"step {step}: KL {float(loss.detach()):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     train_s = time.perf_counter() - t0
