@@ -87,7 +87,9 @@ def run(args: argparse.Namespace) -> list[str]:
         opt.step()
         schedule.step()
         if step % 10 == 0:
-            print(f"step {step}: KL {float(loss.detach()):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"step {step}: KL {float(loss.detach()):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True
+            )
     train_s = time.perf_counter() - t0
     snn.eval()
     to_spiking(snn, timesteps=args.timesteps)
