@@ -27,7 +27,9 @@ def test_count_path_equals_spike_path_equals_decoded_product(T, rows, cols, seed
     assert torch.equal(count, spike)
     q = Quantizer(qmax=T)
     decoded = q.dequantize(*q.quantize(x)).double() * q.dequantize(*q.quantize(y)).double()
-    assert torch.allclose(count.double(), decoded, rtol=1e-2 if dtype == torch.bfloat16 else 1e-6, atol=1e-30)
+    # bf16: the reference itself rounds three times (two dequantized operands, the product), 2^-8 each
+    rtol = 3 * 2**-8 + 1e-3 if dtype == torch.bfloat16 else 1e-6
+    assert torch.allclose(count.double(), decoded, rtol=rtol, atol=1e-30)
 
 
 def test_product_converges_and_is_batch_independent():
