@@ -71,8 +71,8 @@ class EIIFEncoder(nn.Module):
     def extra_repr(self) -> str:
         return f"T={self.T}, path={self.path!r}"
 
-    def spikes(self, x: Tensor) -> Tensor:
-        """Spike trains ``[T, ..., C]`` of the neurons driven by ``x / s`` (simulated)."""
+    def _simulate(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The spike trains ``[T, ..., C]`` of the neurons driven by ``x / s``, and the scale ``s``."""
         _checks.check_floating("x", x)
         scale, _ = self.quantizer.scales(x)
         scale = scale.to(x.dtype)
@@ -82,16 +82,19 @@ class EIIFEncoder(nn.Module):
         functional.reset_net(self.node)
         try:
             with torch.no_grad():
-                return self.node(drive)
+                return self.node(drive), scale
         finally:
             functional.reset_net(self.node)
+
+    def spikes(self, x: Tensor) -> Tensor:
+        """Spike trains ``[T, ..., C]`` of the neurons driven by ``x / s`` (simulated)."""
+        return self._simulate(x)[0]
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.quantizer(x)  # the count path: the closed form, with the straight-through gradient
         if self.path == "spike":
-            counts = self.spikes(x).sum(0)
-            scale, _ = self.quantizer.scales(x)
-            decoded = counts * scale.to(x.dtype)
+            spikes, scale = self._simulate(x)
+            decoded = spikes.sum(0) * scale
             out = decoded + (out - out.detach()) if out.requires_grad else decoded
         if tracking():
             with torch.no_grad():

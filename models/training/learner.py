@@ -197,8 +197,9 @@ class StageThreeLearner:
         syn = self.synapses[name]
         c = self.config
         with torch.no_grad():
-            pre = torch.cat([self._synapsis_spikes(syn, x, y)[0] for x, y in calls], dim=1)
-            post = torch.cat([self._synapsis_spikes(syn, x, y)[1] for x, y in calls], dim=1)
+            trains = [self._synapsis_spikes(syn, x, y) for x, y in calls]
+            pre = torch.cat([p for p, _ in trains], dim=1)
+            post = torch.cat([q for _, q in trains], dim=1)
             delta = stdp_delta(
                 pre, post, a_plus=c.a_plus, a_minus=c.a_minus, tau_plus=c.tau_plus, tau_minus=c.tau_minus
             )

@@ -112,6 +112,7 @@ def prepare_qat(
         raise ValueError(f"skip names modules that are not in the model: {sorted(unknown)}")
 
     swaps: list[tuple[nn.Module, str, nn.Module]] = []
+    renamed: dict[str, str] = {}  # parameter prefixes that move down a level (x.weight -> x.layer.weight)
     for parent_name, parent in model.named_modules():
         if isinstance(parent, QSynapsis | Synapsis | QuantizedActivation):
             continue  # their insides are already quantized
@@ -130,6 +131,7 @@ def prepare_qat(
             elif isinstance(child, nn.Linear):  # SpikingJelly's layer.Linear too
                 post_q = _quantizer(levels, granularity) if post else None
                 new = QSynapsis(child, _quantizer(levels, granularity), post_q)
+                renamed[f"{name}."] = f"{name}.layer."
             elif activation_types and isinstance(child, activation_types):
                 new = QuantizedActivation(child, _quantizer(levels, granularity))
             if new is not None:
@@ -138,12 +140,8 @@ def prepare_qat(
         raise ValueError(
             "model has nothing to quantize: no nn.Linear, Synapsis or listed activation outside `skip`"
         )
-    renamed = {}
     for parent, child_name, new in swaps:
         setattr(parent, child_name, new)
-    for name, module in model.named_modules():
-        if isinstance(module, QSynapsis) and any(new is module for _, _, new in swaps):
-            renamed[f"{name}."] = f"{name}.layer."  # the wrapped layer's parameters moved one level down
     _rename_tied_keys(model, renamed)
     return model
 
