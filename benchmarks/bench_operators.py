@@ -119,15 +119,12 @@ def run(args: argparse.Namespace) -> tuple[list[str], dict]:
     syn_n = Synapsis.from_linear(lin, 15, post=False)  # as the spiking LLM uses it
     qsyn = QSynapsis.from_linear(lin, bits=5)
     with torch.no_grad():
+        # the goal's contenders alternate among themselves; the spike path (36 MiB of spike
+        # trains a call, which evict the caches the others share) gets its own rounds
         t = timed(
-            {
-                "linear": lambda: lin(x),
-                "count": lambda: syn_c(x),
-                "nopost": lambda: syn_n(x),
-                "spike": lambda: syn_s(x),
-            },
-            args.rounds,
+            {"linear": lambda: lin(x), "count": lambda: syn_c(x), "nopost": lambda: syn_n(x)}, args.rounds
         )
+        t_spike = timed({"linear": lambda: lin(x), "spike": lambda: syn_s(x)}, max(3, args.rounds // 4))
         y_f, y_c, y_s, y_q, y_n = lin(x), syn_c(x), syn_s(x), qsyn(x), syn_n(x)
         with track_spikes() as stats:
             syn_c(x)
@@ -144,7 +141,8 @@ def run(args: argparse.Namespace) -> tuple[list[str], dict]:
         f"| Synapsis, count path, no postsynaptic neurons (`post=False`, as in the spiking LLM) | "
         f"{t['nopost']:.2f} | {t['nopost'] / t['linear']:.2f}x | {mem['synapsis_nopost']:.1f} | "
         f"{mem['synapsis_nopost'] / mem['linear']:.2f}x | {rel(y_n, y_f):.3%} |",
-        f"| Synapsis, spike path | {t['spike']:.2f} | {t['spike'] / t['linear']:.2f}x | "
+        f"| Synapsis, spike path (own rounds; nn.Linear {t_spike['linear']:.2f} ms there) | {t_spike['spike']:.2f} | "
+        f"{t_spike['spike'] / t_spike['linear']:.2f}x | "
         f"{mem['synapsis_spike']:.1f} | {mem['synapsis_spike'] / mem['linear']:.2f}x | {rel(y_s, y_f):.3%} |",
         "",
         f"The output alone is {out_mib:.1f} MiB. Count path == QSynapsis (5 bits) bit for bit: "
@@ -236,7 +234,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], dict]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--rounds", type=int, default=20, help="interleaved timing rounds (default 20)")
+    p.add_argument("--rounds", type=int, default=40, help="interleaved timing rounds (default 40)")
     p.add_argument("--tokens", type=int, default=256, help="tokens of text for the RMSNorm inputs")
     p.add_argument("--write-results", type=Path, help="update this RESULTS.md")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)

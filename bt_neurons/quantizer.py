@@ -39,27 +39,11 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks
+from .functional.token_quantization import fake_quantize_tokens_, quantize_tokens, round_half_away
 
 __all__ = ["Quantizer", "round_half_away", "GRANULARITIES"]
 
 GRANULARITIES = ("token", "channel", "tensor")
-
-
-def round_half_away(v: Tensor) -> Tensor:
-    """Round to the nearest integer, halves away from zero, exactly (as EI_IF counts do).
-
-    ``torch.round`` is exact but rounds halves to even; only exact halves differ,
-    so they are found (one comparison) and moved away from zero. This avoids
-    ``floor(|v| + 0.5)``, whose addition can round up (``0.49999997 + 0.5`` is
-    1.0 in float32).
-    """
-    n = torch.round(v)
-    ties = torch.sub(v, n).abs_().eq_(0.5)
-    if bool(ties.any()):
-        idx = ties.nonzero(as_tuple=True)
-        nv, vv = n[idx], v[idx]
-        n[idx] = torch.where(nv.abs() < vv.abs(), nv + torch.sign(vv), nv)
-    return n
 
 
 class Quantizer(nn.Module):
@@ -195,6 +179,9 @@ class Quantizer(nn.Module):
     def quantize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Integer levels ``q`` (in ``x``'s dtype), the scale and the zero point."""
         _checks.check_floating("x", x)
+        if self.symmetric and self.granularity == "token" and self.dynamic and not self._observing:
+            q, scale = quantize_tokens(x, self.qmax, self.clip_ratio, self.eps)  # fused on the CPU
+            return q, scale, None
         scale, zero = self.scales(x)
         scale = scale.to(x.dtype)
         if not bool(torch.isfinite(scale).all()):
@@ -208,28 +195,16 @@ class Quantizer(nn.Module):
     def fake_quantize_(self, x: Tensor, *, chunk: int = 1 << 16) -> Tensor:
         """``dequantize(quantize(x))`` written into ``x`` itself (no autograd).
 
-        Symmetric per-token scales are processed in chunks of about ``chunk``
-        elements, so the temporaries stay small and in cache; other settings fall
-        back to :meth:`quantize` and :meth:`dequantize`.
+        Dynamic symmetric per-token scales take the fused in-place routine
+        `fake_quantize_tokens_` (a compiled kernel on the CPU, torch blocks of
+        about ``chunk`` elements elsewhere), with no temporary the size of ``x``;
+        other settings fall back to :meth:`quantize` and :meth:`dequantize`.
         """
         if not (self.symmetric and self.granularity == "token" and self.dynamic) or x.requires_grad:
             q, scale, zero = self.quantize(x)
             return x.copy_(self.dequantize(q, scale, zero))
         _checks.check_floating("x", x)
-        rows = x.view(-1, x.shape[-1]) if x.is_contiguous() else None
-        if rows is None:
-            return x.copy_(self.fake_quantize_(x.contiguous(), chunk=chunk))
-        step = max(1, chunk // max(1, x.shape[-1]))
-        for block in rows.split(step):
-            ratio = self.clip_ratio.to(block.dtype) / self.qmax
-            scale = (torch.linalg.vector_norm(block, float("inf"), dim=-1, keepdim=True) * ratio).clamp_min_(
-                self.eps
-            )
-            if not bool(torch.isfinite(scale).all()):
-                raise ValueError("x must be finite, but it contains NaN or Inf (its scale is not finite)")
-            n = round_half_away(block.div_(scale))
-            block.copy_(n.clamp_(-self.qmax, self.qmax).mul_(scale))
-        return x
+        return fake_quantize_tokens_(x, self.qmax, self.clip_ratio, self.eps, chunk=chunk)
 
     def dequantize(self, q: Tensor, scale: Tensor, zero: Tensor | None) -> Tensor:
         """``s q`` (symmetric) or ``s (q - z)`` (asymmetric)."""

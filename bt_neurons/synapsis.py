@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from . import _checks
 from .accounting import record, tracking
 from .functional.eiif import eiif_spikes_from_counts
+from .functional.token_quantization import apply_token_scales, token_scales
 from .quantizer import Quantizer
 
 __all__ = ["QSynapsis", "Synapsis", "accumulate_spikes", "accumulate_spikes_reference", "quantized_linear"]
@@ -77,32 +78,80 @@ def accumulate_spikes_reference(spikes: Tensor, weight: Tensor) -> Tensor:
     return out
 
 
-def quantized_linear(
-    x: Tensor, pre: Quantizer, weight: Tensor, bias: Tensor | None, *, chunk: int = 1 << 19
-) -> Tensor:
-    """``F.linear(pre(x), weight, bias)`` for inference, a block of rows at a time.
+def _fusable(q: Quantizer | None) -> bool:
+    return q is None or (q.symmetric and q.dynamic and q.granularity == "token")
 
-    The quantized input never exists in full: each block of about ``chunk``
-    elements is quantized in a small buffer and multiplied into its rows of the
-    output, so the memory is that of the output alone. With autograd on, this is
-    the plain straight-through ``F.linear(pre(x), weight, bias)``.
+
+def quantized_linear(
+    x: Tensor,
+    pre: Quantizer,
+    weight: Tensor,
+    bias: Tensor | None,
+    *,
+    post: Quantizer | None = None,
+    chunk: int = 1 << 17,
+) -> Tensor:
+    r"""``post(F.linear(pre(x), weight, bias))`` for inference, without the quantized input in full.
+
+    The scales of ``pre`` are found for whole rows of ``x`` (tokens), then the
+    quantized input is made a block of at most ``chunk`` elements at a time in
+    one small buffer and multiplied into the output. Blocks split the input
+    features first (``y = b + sum_k W[:, k] x_hat[k]``, so every product keeps
+    all the rows and stays fast) into slices of at least 128 features, and the
+    rows only when that is not enough. The output rows are quantized by ``post``
+    (if given) as soon as they are complete. The memory is that of the output
+    plus one buffer. With autograd on, or with quantizers other than dynamic
+    symmetric per-token ones, this is the plain straight-through composition.
+
+    Args:
+        x: ``[..., in]``.
+        pre: the presynaptic quantizer.
+        weight: ``[out, in]``; bias: ``[out]`` or None.
+        post: the postsynaptic quantizer, or None (output left unquantized).
+        chunk: elements of the buffer (default ``2**17``, 512 KiB of float32).
+
+    Returns:
+        ``[..., out]``. It equals the composition up to float summation order
+        (bit for bit when the input fits one block); the count path of a
+        Synapsis and its QSynapsis both use this function, so they agree bit for bit.
     """
-    if (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)) or not (
-        pre.symmetric and pre.dynamic and pre.granularity == "token"
-    ):
-        return F.linear(pre(x), weight, bias)
+    grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if grad or not (_fusable(pre) and pre is not None and _fusable(post)):
+        y = F.linear(pre(x), weight, bias)
+        if post is None:
+            return y
+        return post(y) if torch.is_grad_enabled() and y.requires_grad else post.fake_quantize_(y)
     rows = x.reshape(-1, x.shape[-1])
-    out = torch.empty(rows.shape[0], weight.shape[0], dtype=torch.result_type(x, weight), device=x.device)
-    step = max(1, chunk // max(1, x.shape[-1]))
+    n_rows, n_in = rows.shape
+    out = torch.empty(n_rows, weight.shape[0], dtype=torch.result_type(x, weight), device=x.device)
+    k_blocks = 1 if rows.numel() <= chunk else min(-(-rows.numel() // chunk), max(1, n_in // 128))
+    k_step = -(-n_in // k_blocks)
+    r_step = max(1, chunk // k_step)
+    buffer = torch.empty(min(r_step, n_rows) * min(k_step, n_in), dtype=x.dtype, device=x.device)
     wt = weight.t()
-    for start in range(0, rows.shape[0], step):
-        block = pre.fake_quantize_(rows[start : start + step].clone(), chunk=chunk)
-        target = out[start : start + step]
-        if bias is None:
-            torch.mm(block, wt, out=target)
-        else:
-            torch.addmm(bias, block, wt, out=target)
+    for r0 in range(0, n_rows, r_step):
+        source, target = rows[r0 : r0 + r_step], out[r0 : r0 + r_step]
+        scale = token_scales(source, pre.qmax, pre.clip_ratio, pre.eps)  # of whole rows
+        for k0 in range(0, n_in, k_step):
+            k1 = min(k0 + k_step, n_in)
+            block = buffer[: source.shape[0] * (k1 - k0)].view(source.shape[0], k1 - k0)  # contiguous
+            apply_token_scales(source, scale, pre.qmax, out=block, columns=(k0, k1))
+            w_part = wt[k0:k1]
+            if k0 > 0:
+                target.addmm_(block, w_part)
+            elif bias is None:
+                torch.mm(block, w_part, out=target)
+            else:
+                torch.addmm(bias, block, w_part, out=target)
+        if post is not None:
+            post.fake_quantize_(target)
     return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def _check_input(layer: nn.Linear, x: Tensor) -> None:
+    _checks.check_floating("x", x)
+    if x.shape[-1] != layer.in_features:
+        raise ValueError(f"x must have {layer.in_features} features in its last axis, got {x.shape[-1]}")
 
 
 def _check_layer(layer: nn.Module) -> None:
@@ -155,15 +204,10 @@ class QSynapsis(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if isinstance(self.layer, nn.Linear):
-            _checks.check_floating("x", x)
-            if x.shape[-1] != self.layer.in_features:
-                raise ValueError(
-                    f"x must have {self.layer.in_features} features in its last axis, got {x.shape[-1]}"
-                )
+            _check_input(self.layer, x)
             if self.pre is not None:
-                y = quantized_linear(x, self.pre, self.layer.weight, self.layer.bias)
-            else:
-                y = self.layer(x)
+                return quantized_linear(x, self.pre, self.layer.weight, self.layer.bias, post=self.post)
+            y = self.layer(x)
         else:
             y = self.layer(x)
         if self.post is None:
@@ -273,11 +317,7 @@ class Synapsis(nn.Module):
         """``y = W x_hat + b`` and the number of presynaptic spikes (when spikes are tracked)."""
         if self.embedding:
             return self.layer(x), 0.0
-        _checks.check_floating("x", x)
-        if x.shape[-1] != self.layer.in_features:
-            raise ValueError(
-                f"x must have {self.layer.in_features} features in its last axis, got {x.shape[-1]}"
-            )
+        _check_input(self.layer, x)
         if self.path == "count":
             pre_spikes = self.pre.quantize(x)[0].abs().sum() if tracking() else 0.0
             y = quantized_linear(x, self.pre, self.layer.weight, self.layer.bias)  # what the QSynapsis does
@@ -293,6 +333,10 @@ class Synapsis(nn.Module):
         return y, pre_spikes
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.path == "count" and not self.embedding and not tracking():
+            # the fused count path: pre, linear and post a block of rows at a time
+            _check_input(self.layer, x)
+            return quantized_linear(x, self.pre, self.layer.weight, self.layer.bias, post=self.post)
         y, pre_spikes = self._pre_activation(x)
         if tracking():
             self._record(pre_spikes, y)

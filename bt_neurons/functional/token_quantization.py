@@ -1,0 +1,300 @@
+r"""Per-token symmetric fake quantization, in place: the count path's hot loop.
+
+For every row ``x`` of a ``[N, C]`` tensor (a token's vector), with the
+largest level $Q$ (``qmax``, the neurons' time steps $T$) and the clip
+ratio $c \in (0, 1]$:
+
+$$
+s = \max\bigl(\max_j |x_j| \cdot (c / Q),\ \varepsilon\bigr), \qquad
+\hat x_j = s \cdot \operatorname{clip}\bigl(\operatorname{round}(x_j / s), -Q, Q\bigr),
+$$
+
+with ``round`` rounding halves away from zero, exactly as EI_IF counts do
+(`round_half_away`). The row is overwritten with $\hat x$.
+
+The work is split in two so that callers can quantize a slice of the
+columns with the scales of whole rows (`quantized_linear` does):
+`token_scales` finds $s$ for every row, `apply_token_scales` rounds.
+Two implementations give the same bits:
+
+- compiled kernels (numba, parallel over rows) for float32 / float64 tensors
+  on the CPU: the largest magnitude of a row is an integer maximum of its bit
+  patterns without the sign (so NaN and Inf are caught without a separate
+  check), and the rounding pass allocates nothing;
+- torch operations, on blocks of about ``chunk`` elements where they need
+  temporaries, for everything else (CUDA, bfloat16, float16, or when numba
+  cannot be imported).
+
+Rounding without ties. For $h$ the largest float below $1/2$ in the
+tensor's dtype, $\operatorname{round}(v) = \operatorname{sign}(v)\,\lfloor |v| + h \rfloor$
+holds for every float $v$: at an exact tie $|v| + h$ rounds up to the next
+integer, just below a tie it cannot reach it (checked exhaustively for every
+float32 of magnitude below $2^{25}$ and every bfloat16 and float16).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "apply_token_scales",
+    "fake_quantize_tokens_",
+    "half_below",
+    "kernel_available",
+    "quantize_tokens",
+    "round_half_away",
+    "token_scales",
+]
+
+_LOCK = threading.Lock()
+NON_FINITE = "x must be finite, but it contains NaN or Inf (its scale is not finite)"
+
+
+@functools.cache
+def half_below(dtype: torch.dtype) -> float:
+    """The largest number below 1/2 representable in ``dtype`` (as a Python float, exactly)."""
+    half = torch.tensor(0.5, dtype=dtype)
+    return torch.nextafter(half, torch.zeros((), dtype=dtype)).item()
+
+
+def round_half_away(v: Tensor) -> Tensor:
+    """Round to the nearest integer, halves away from zero, exactly (as EI_IF counts do).
+
+    ``torch.round`` rounds halves to even. This computes
+    ``trunc(v + copysign(h, v))`` with ``h`` the largest float below 1/2 in
+    ``v``'s dtype, which is exact for every float (see the module docs).
+    Returns a new tensor of ``v``'s dtype and shape.
+    """
+    return torch.full_like(v, half_below(v.dtype)).copysign_(v).add_(v).trunc_()
+
+
+@functools.cache
+def _kernels():
+    """The compiled kernels ``(row_scales, in_place, apply_to)``, or None without numba."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency; this guards broken installs
+        return None
+
+    jit = numba.njit(cache=True, error_model="numpy", nogil=True, parallel=True)
+
+    @jit
+    def row_scales(a, bits, mask, limit, out, ratio, eps):  # pragma: no cover
+        # The scale of every row of a [N, C] from its largest magnitude, an integer
+        # maximum of the bit patterns (bits: a's memory as integers) without the sign:
+        # Inf and NaN exceed every finite float. out (integers, [N]) ends up holding the
+        # scales' bits. Returns False, with out unfinished, when a row is not finite.
+        n, c = bits.shape
+        for i in numba.prange(n):
+            m = bits[i, 0] & mask
+            for j in range(1, c):
+                m = max(m, bits[i, j] & mask)
+            out[i] = m
+        for i in range(n):
+            if out[i] >= limit:
+                return False
+        scales = out.view(a.dtype)
+        for i in range(n):
+            scales[i] = max(scales[i] * ratio, eps)
+        return True
+
+    @jit
+    def in_place(a, scales, half, qmax):  # pragma: no cover
+        # a[i, j] <- s_i * clip(round(a[i, j] / s_i)); one array, so the loop vectorizes.
+        n, c = a.shape
+        for i in numba.prange(n):
+            s = scales[i]
+            for j in range(c):
+                x = a[i, j]
+                a[i, j] = np.copysign(min(np.floor(abs(x) / s + half), qmax) * s, x)
+
+    @jit
+    def apply_to(src, k0, scales, half, qmax, dst, dequantize):  # pragma: no cover
+        # dst[i, j] <- clip(round(src[i, k0 + j] / s_i)), times s_i if dequantize. Whole
+        # rows of src come in (not a column slice) so that both arrays are contiguous.
+        n, c = dst.shape
+        for i in numba.prange(n):
+            s = scales[i]
+            f = s if dequantize else src.dtype.type(1)
+            for j in range(c):
+                x = src[i, k0 + j]
+                dst[i, j] = np.copysign(min(np.floor(abs(x) / s + half), qmax) * f, x)
+
+    return row_scales, in_place, apply_to
+
+
+_INT = {torch.float32: (np.int32, 0x7FFFFFFF, 0x7F800000), torch.float64: (np.int64, 2**63 - 1, 0x7FF << 52)}
+_LOCK = threading.Lock()  # numba's fallback threading layer must not be entered twice at once
+
+
+def kernel_available(x: Tensor) -> bool:
+    """Whether the compiled kernels handle ``x`` (float32 / float64 on the CPU, numba present)."""
+    return x.device.type == "cpu" and x.dtype in _INT and _kernels() is not None
+
+
+def _numpy(x: Tensor) -> np.ndarray:
+    import numba
+
+    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() != threads:
+        numba.set_num_threads(threads)
+    return x.detach().numpy()
+
+
+def _ratio(x: Tensor, qmax: int, clip_ratio: Tensor | float) -> Tensor:
+    return torch.as_tensor(clip_ratio, dtype=x.dtype, device=x.device) / qmax  # as the quantizer computes it
+
+
+def token_scales(
+    x: Tensor, qmax: int, clip_ratio: Tensor | float = 1.0, eps: float = 1e-8, *, compiled: bool = True
+) -> Tensor:
+    """``s = max(max_j |x_j| * (clip / qmax), eps)`` for every vector along the last axis.
+
+    Args:
+        x: ``[..., C]`` floating tensor (read only; autograd is ignored).
+        qmax: the largest level ``Q >= 1``.
+        clip_ratio: ``c`` in ``(0, 1]`` (a float or a 0-d tensor).
+        eps: the smallest scale.
+        compiled: use the compiled kernel where it applies (``False`` forces torch;
+            the bits are the same).
+
+    Returns:
+        ``[..., 1]`` in ``x``'s dtype.
+
+    Raises:
+        ValueError: when a vector holds NaN or Inf.
+    """
+    ratio = _ratio(x, qmax, clip_ratio)
+    if compiled and x.numel() > 0 and x.is_contiguous() and kernel_available(x):
+        int_t, mask, limit = _INT[x.dtype]
+        a = _numpy(x.view(-1, x.shape[-1]))
+        out = np.empty(a.shape[0], dtype=int_t)
+        flt_t = a.dtype.type
+        with _LOCK:
+            finite = _kernels()[0](
+                a, a.view(int_t), int_t(mask), int_t(limit), out, flt_t(ratio.item()), flt_t(eps)
+            )
+        if not finite:
+            raise ValueError(NON_FINITE)
+        return torch.from_numpy(out.view(a.dtype)).view(*x.shape[:-1], 1)
+    scale = x.detach().abs().amax(-1, keepdim=True).mul_(ratio).clamp_min_(eps)
+    if not bool(torch.isfinite(scale).all()):
+        raise ValueError(NON_FINITE)
+    return scale
+
+
+def apply_token_scales(
+    x: Tensor,
+    scale: Tensor,
+    qmax: int,
+    *,
+    out: Tensor | None = None,
+    columns: tuple[int, int] | None = None,
+    dequantize: bool = True,
+    chunk: int = 1 << 16,
+    compiled: bool = True,
+) -> Tensor:
+    """``s * clip(round(x / s), -qmax, qmax)`` (or the levels alone) with given per-vector scales.
+
+    Args:
+        x: ``[..., C]`` floating tensor without autograd (any strides).
+        scale: ``[..., 1]`` positive finite scales in ``x``'s dtype (from `token_scales`,
+            possibly of wider vectors whose columns ``x`` is a slice of).
+        qmax: the largest level.
+        out: where to write (``[..., C]``, ``x``'s dtype; may be ``x`` itself);
+            default a new tensor.
+        columns: ``(k0, k1)``: quantize only ``x[..., k0:k1]`` (``out`` is then
+            ``[..., k1 - k0]``); faster than passing the slice, which is not contiguous.
+        dequantize: write ``s * q`` (default) or the levels ``q``.
+        chunk: elements per block of the torch implementation.
+        compiled: use the compiled kernel where it applies.
+
+    Returns:
+        ``out``.
+    """
+    k0, k1 = (0, x.shape[-1]) if columns is None else columns
+    if not 0 <= k0 <= k1 <= x.shape[-1]:
+        raise ValueError(f"columns must satisfy 0 <= k0 <= k1 <= {x.shape[-1]}, got {columns!r}")
+    if out is None:
+        out = x.new_empty(*x.shape[:-1], k1 - k0)
+    if out.numel() == 0:
+        return out
+    half = half_below(x.dtype)
+    flat = [t.dim() == 2 or t.is_contiguous() for t in (x, out, scale)]  # [N, C] views without copies
+    if compiled and kernel_available(x) and all(flat):
+        src, dst = (_numpy(t.view(-1, t.shape[-1])) for t in (x, out))
+        scales, flt_t = _numpy(scale.view(-1)), src.dtype.type
+        with _LOCK:
+            if out.data_ptr() == x.data_ptr() and out.stride() == x.stride() and dequantize:
+                _kernels()[1](dst, scales, flt_t(half), flt_t(qmax))  # one array: vectorizes
+            else:
+                _kernels()[2](src, k0, scales, flt_t(half), flt_t(qmax), dst, dequantize)
+        return out
+    rows_in, rows_out = x[..., k0:k1].reshape(-1, k1 - k0), out.view(-1, out.shape[-1])
+    scales = scale.reshape(-1, 1)
+    step = max(1, chunk // max(1, x.shape[-1]))
+    for start in range(0, rows_in.shape[0], step):
+        block, s = rows_in[start : start + step], scales[start : start + step]
+        a = block.abs().div_(s).add_(half).trunc_().clamp_max_(qmax)
+        if dequantize:
+            a.mul_(s)
+        torch.copysign(a, block, out=rows_out[start : start + step])
+    return out
+
+
+def fake_quantize_tokens_(
+    x: Tensor,
+    qmax: int,
+    clip_ratio: Tensor | float = 1.0,
+    eps: float = 1e-8,
+    *,
+    chunk: int = 1 << 16,
+    compiled: bool = True,
+) -> Tensor:
+    """Fake-quantize every vector along the last axis of ``x`` in place (see the module docs).
+
+    Args:
+        x: ``[..., C]`` floating tensor without autograd; overwritten.
+        qmax, clip_ratio, eps, compiled: as in `token_scales`.
+        chunk: elements per block of the torch implementation.
+
+    Returns:
+        ``x``.
+
+    Raises:
+        ValueError: when a vector holds NaN or Inf; ``x`` is then left untouched.
+    """
+    if x.numel() == 0:
+        return x
+    if not x.is_contiguous():
+        dense = fake_quantize_tokens_(x.contiguous(), qmax, clip_ratio, eps, chunk=chunk, compiled=compiled)
+        return x.copy_(dense)
+    scale = token_scales(x, qmax, clip_ratio, eps, compiled=compiled)
+    return apply_token_scales(x, scale, qmax, out=x, chunk=chunk, compiled=compiled)
+
+
+def quantize_tokens(
+    x: Tensor, qmax: int, clip_ratio: Tensor | float = 1.0, eps: float = 1e-8, *, compiled: bool = True
+) -> tuple[Tensor, Tensor]:
+    """The integer levels and scales of every vector along the last axis of ``x``.
+
+    Args:
+        x: ``[..., C]`` floating tensor (read only; autograd is ignored).
+        qmax, clip_ratio, eps, compiled: as in `token_scales`.
+
+    Returns:
+        ``(q, s)``: ``q`` ``[..., C]`` in ``x``'s dtype with integer values in
+        ``[-qmax, qmax]``, and ``s`` ``[..., 1]``; ``s * q`` is what
+        `fake_quantize_tokens_` writes.
+
+    Raises:
+        ValueError: when a vector holds NaN or Inf.
+    """
+    x = x.detach()
+    scale = token_scales(x, qmax, clip_ratio, eps, compiled=compiled)
+    return apply_token_scales(x, scale, qmax, dequantize=False, compiled=compiled), scale
