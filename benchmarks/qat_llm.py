@@ -2,8 +2,8 @@
 
 Post-training conversion of SmolLM2-135M-Instruct at T = 15 loses accuracy
 (see `bench_llm.py`). This script tries the paper's stage 1 on it: the model
-is converted (rotations, calibration), `prepare_qat` turns its Synapses back
-into their quantized twins, and the weights are trained for a few hundred
+is converted (rotations, calibration), and `distill` turns its Synapses back
+into their quantized twins, trains the weights for a few hundred
 steps to match the float ANN's next-token distributions (KL divergence to the
 teacher, the ANN itself; nothing is learned about the evaluation text). Then
 `to_spiking` converts back exactly and the perplexity is measured on the same
@@ -22,13 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_llm import DEFAULT_TEXT, GGUF, smollm2_folder  # noqa: E402
 from bt_neurons.models.conversion import convert, load_source  # noqa: E402
 from bt_neurons.models.evaluation import perplexity  # noqa: E402
-from bt_neurons.models.training import prepare_qat, to_spiking  # noqa: E402
+from bt_neurons.models.training import distill  # noqa: E402
 from results_file import machine_info, markers, write_section  # noqa: E402
 
 THREADS = 2
@@ -65,34 +64,20 @@ def run(args: argparse.Namespace) -> list[str]:
     lines.append(f"| converted (post-training), count path | {converted:.3f} | {converted / ppl_ann:.3f}x |")
     print(lines[-1], f"{time.perf_counter() - t0:.0f} s", flush=True)
 
-    prepare_qat(snn, timesteps=args.timesteps)
-    snn.train()
-    params = [p for p in snn.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(args.steps, 1))
-    g = torch.Generator().manual_seed(1)
     t0 = time.perf_counter()
-    for step in range(args.steps):
-        starts = torch.randint(0, train_ids.numel() - args.seq, (args.batch,), generator=g).tolist()
-        ids = torch.stack([train_ids[s : s + args.seq] for s in starts])
-        with torch.no_grad():
-            teacher = F.log_softmax(ann(input_ids=ids).logits.float(), -1)
-        student = F.log_softmax(snn(input_ids=ids, use_cache=False).logits.float(), -1)
-        loss = F.kl_div(student, teacher, log_target=True, reduction="batchmean") / args.seq
-        if not torch.isfinite(loss):
-            raise SystemExit(f"the loss became {float(loss)} at step {step}")
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        schedule.step()
-        if step % 10 == 0:
-            print(
-                f"step {step}: KL {float(loss.detach()):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True
-            )
+    losses = distill(
+        snn,
+        ann,
+        train_ids,
+        steps=args.steps,
+        lr=args.lr,
+        batch=args.batch,
+        seq=args.seq,
+        seed=1,
+        progress=True,
+    )
     train_s = time.perf_counter() - t0
-    snn.eval()
-    to_spiking(snn, timesteps=args.timesteps)
+    print(f"KL per token: {losses[0]:.4f} -> {losses[-1]:.4f}", flush=True)
     trained = perplexity(snn, rest, W, max_windows=args.windows)
     lines.append(
         f"| after stage 1 (quantization-aware distillation, {args.steps} steps), converted back | "

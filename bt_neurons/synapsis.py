@@ -115,7 +115,8 @@ def quantized_linear(
         (bit for bit when the input fits one block); the count path of a
         Synapsis and its QSynapsis both use this function, so they agree bit for bit.
     """
-    grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    tensors = (x, weight) if bias is None else (x, weight, bias)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if grad or not (_fusable(pre) and pre is not None and _fusable(post)):
         y = F.linear(pre(x), weight, bias)
         if post is None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from bt_neurons.models import BTSpikingForCausalLM
 from bt_neurons.models.cli import chat_main, convert_main
 from test_models import VOCAB, tiny_ann
@@ -85,6 +86,14 @@ def test_convert_usage_errors_write_nothing(checkpoint, tmp_path, capsys):
         ([str(checkpoint), str(tmp_path / "d"), "--gguf-file", "x.gguf"], "gguf_file"),
         ([str(checkpoint / "config.json"), str(tmp_path / "g")], "is not a folder"),
         ([str(checkpoint), str(tmp_path / "no" / "e")], "parent folder"),
+        (
+            [str(checkpoint), str(tmp_path / "h"), "--distill-file", str(tmp_path / "nope.txt")],
+            "--distill-file",
+        ),
+        (  # 200 words of text are too few for windows of 256 tokens
+            [str(checkpoint), str(tmp_path / "i"), "--distill-file", str(tmp_path / "calib.txt")],
+            "seq=256",
+        ),
     ]
     for argv, message in cases:
         assert convert_main(argv) == 2, argv
@@ -105,3 +114,19 @@ def test_console_scripts_are_installed(checkpoint, tmp_path):
     assert "--timesteps" in out
     out = subprocess.run([bindir / "bt-chat", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--prompt" in out
+
+
+def test_convert_with_stage_one_distillation(checkpoint, tmp_path, capsys):
+    dst = tmp_path / "distilled"
+    text = str(tmp_path / "calib.txt")
+    argv = [str(checkpoint), str(dst), "-T", "3", "--calibration-file", text, "--distill-file", text]
+    assert convert_main([*argv, "--distill-steps", "3", "--distill-seq", "16", "--distill-lr", "1e-3"]) == 0
+    err = capsys.readouterr().err
+    assert "stage 1: distilling for 3 steps on 200 tokens" in err and "distillation KL per token" in err
+    plain = tmp_path / "plain"
+    assert convert_main([str(checkpoint), str(plain), "-T", "3", "--calibration-file", text]) == 0
+    distilled = BTSpikingForCausalLM.from_pretrained(dst, local_files_only=True)
+    converted = BTSpikingForCausalLM.from_pretrained(plain, local_files_only=True)
+    assert distilled.config.timesteps == 3
+    changed = [n for n, p in distilled.state_dict().items() if not torch.equal(p, converted.state_dict()[n])]
+    assert changed and all("layer.weight" in n or "embed" in n or "norm" in n or "bias" in n for n in changed)

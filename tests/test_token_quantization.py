@@ -201,3 +201,12 @@ def test_synapsis_count_path_uses_the_fused_routine_and_equals_its_unfused_self(
         unfused = syn.post(F.linear(syn.pre(x), lin.weight, lin.bias))
     assert ((fused - unfused).abs() <= syn.post.scales(unfused)[0] * 1.001).all()
     assert (fused != unfused).float().mean() < 1e-3
+
+
+def test_frozen_weight_with_a_trainable_bias_takes_the_differentiable_route():
+    lin = torch.nn.Linear(20, 8)
+    lin.weight.requires_grad_(False)
+    syn = Synapsis.from_linear(lin, 7)
+    y = syn(torch.randn(3, 20))
+    y.sum().backward()
+    assert lin.bias.grad is not None and lin.weight.grad is None

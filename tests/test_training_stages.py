@@ -16,6 +16,7 @@ from bt_neurons.models.training import (
     StageThreeConfig,
     StageThreeLearner,
     combined_loss,
+    distill,
     expected_first_spike_time,
     homeostasis_update,
     load_checkpoint,
@@ -31,9 +32,10 @@ from hypothesis import strategies as st
 from spikingjelly.activation_based import functional, layer, surrogate
 from spikingjelly.activation_based.functional.learning import stdp_linear_step
 from torch import nn
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from bt_neurons import EIIFEncoder, EIIFNode, QSynapsis, Quantizer, Synapsis
-from tests.test_models import ids, tiny_ann
+from tests.test_models import VOCAB, ids, tiny_ann
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -194,6 +196,63 @@ def test_converted_spiking_llm_equals_its_trained_quantized_ann():
         before = model(input_ids=x).logits
         to_spiking(model)
         assert torch.equal(model(input_ids=x).logits, before)
+
+
+def _kl_to(teacher, student, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        t = torch.log_softmax(teacher(input_ids=x).logits, -1)
+        s = torch.log_softmax(student(input_ids=x).logits, -1)
+    return float(torch.nn.functional.kl_div(s, t, log_target=True, reduction="batchmean")) / x.shape[1]
+
+
+def test_distill_brings_a_converted_llm_closer_to_its_teacher_and_converts_back():
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=100,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        initializer_range=0.1,  # confident predictions, so that conversion at T = 3 costs visibly
+    )
+    ann = LlamaForCausalLM(config).eval()
+    teacher_state = {k: v.clone() for k, v in ann.state_dict().items()}
+    snn = convert(ann, timesteps=3)
+    tokens = torch.randint(0, 100, (2000,), generator=torch.Generator().manual_seed(5))
+    held_out = torch.randint(0, 100, (8, 32), generator=torch.Generator().manual_seed(9))
+    before = _kl_to(ann, snn, held_out)
+    losses = distill(snn, ann, tokens, steps=30, lr=3e-4, batch=8, seq=32)
+    assert len(losses) == 30 and all(math.isfinite(v) for v in losses)
+    assert not snn.training and any(isinstance(m, Synapsis) for m in snn.modules())
+    assert not any(isinstance(m, QSynapsis) for m in snn.modules())
+    assert _kl_to(ann, snn, held_out) < 0.9 * before
+    assert all(
+        torch.equal(v, ann.state_dict()[k]) for k, v in teacher_state.items()
+    )  # the teacher is untouched
+
+
+def test_distill_rejects_bad_arguments():
+    ann = tiny_ann("llama")
+    snn = convert(ann, timesteps=3)
+    tokens = torch.randint(0, VOCAB, (100,))
+    cases = [
+        (dict(steps=0), "steps"),
+        (dict(batch=True), "batch"),
+        (dict(seq=0), "seq"),
+        (dict(lr=-1.0), "lr"),
+        (dict(lr=float("nan")), "lr"),
+        (dict(seq=100), "seq=100"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            distill(snn, ann, tokens, **kwargs)
+    for bad in (tokens.float(), tokens.reshape(10, 10)):
+        with pytest.raises(ValueError, match="token_ids"):
+            distill(snn, ann, bad, seq=8)
+    with pytest.raises(TypeError, match="model"):
+        distill(nn.Linear(2, 2), ann, tokens, seq=8)
+    assert not any(isinstance(m, QSynapsis) for m in snn.modules())  # nothing was prepared
 
 
 def test_a_converted_checkpoint_goes_back_to_its_quantized_twin_and_returns_exactly():

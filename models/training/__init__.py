@@ -6,10 +6,12 @@
    (`stdp_delta`, `synaptic_tags`, `GlobalModulation`, `homeostasis_update`,
    `expected_first_spike_time`, the combined loss with `StageThreeConfig`).
 
-`save_checkpoint` / `load_checkpoint` keep training state safe between runs.
+`distill` runs stage 1 on a converted LLM against its float twin and converts
+back. `save_checkpoint` / `load_checkpoint` keep training state safe between runs.
 """
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distillation import distill
 from .homeostasis import expected_first_spike_time, homeostasis_update, membrane_charge
 from .learner import StageThreeLearner
 from .modulation import GlobalModulation
@@ -25,6 +27,7 @@ __all__ = [
     "StageThreeConfig",
     "StageThreeLearner",
     "combined_loss",
+    "distill",
     "expected_first_spike_time",
     "homeostasis_update",
     "load_checkpoint",

@@ -1,0 +1,122 @@
+r"""Stage 1 for a converted LLM: quantization-aware distillation to its float twin.
+
+Post-training conversion at small ``T`` loses accuracy (the quantization of
+every layer's input). Stage 1 (paper section 3.3) trains the quantized twin
+instead: `prepare_qat` turns the spiking model's Synapses back into their
+QSynapsis twins, the weights learn with the straight-through estimator, and
+`to_spiking` converts back exactly. Here the target is the float model the
+spiking one was converted from (the teacher), so nothing about the text is
+learned beyond the teacher's own next-token distributions:
+
+$$
+\mathcal{L} = \frac{1}{B L} \sum_{b, l} \mathrm{KL}\bigl(p_{teacher}(\cdot \mid x_{b,<l})
+\,\|\, p_{student}(\cdot \mid x_{b,<l})\bigr),
+$$
+
+over batches of ``B`` random windows of ``L`` tokens of the training text,
+with AdamW, cosine learning-rate decay and gradient clipping.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .qat import prepare_qat
+from .spiking_conversion import to_spiking
+
+__all__ = ["distill"]
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def distill(
+    model: nn.Module,
+    teacher: nn.Module,
+    token_ids: Tensor,
+    *,
+    steps: int = 200,
+    lr: float = 3e-5,
+    batch: int = 2,
+    seq: int = 256,
+    seed: int = 0,
+    max_grad_norm: float = 1.0,
+    progress: bool = False,
+) -> list[float]:
+    """Distil ``teacher`` into the spiking causal LM ``model`` through its quantized twin, in place.
+
+    Args:
+        model: a spiking `BTSpikingForCausalLM` (from `convert`); its ``T`` is
+            ``model.config.timesteps``. It is trained in place and converted
+            back to spiking modules, in eval mode, at the end.
+        teacher: the float causal LM (same tokenizer), e.g. the one ``model``
+            was converted from. It is not changed.
+        token_ids: ``[N]`` token ids of the training text, ``N > seq``.
+        steps: optimizer steps (default 200).
+        lr: peak AdamW learning rate (default 3e-5), decayed to 0 on a cosine.
+        batch: windows per step (default 2).
+        seq: tokens per window (default 256).
+        seed: seed of the window sampler.
+        max_grad_norm: gradient clipping (default 1.0).
+        progress: show a progress bar.
+
+    Returns:
+        The loss (KL per token, nats) of every step.
+
+    Raises:
+        ValueError: bad arguments (each names itself), or a loss that stops being finite.
+    """
+    steps, batch, seq = (
+        _check_positive_int(n, v) for n, v in (("steps", steps), ("batch", batch), ("seq", seq))
+    )
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if not isinstance(token_ids, Tensor) or token_ids.dim() != 1 or token_ids.is_floating_point():
+        raise ValueError("token_ids must be a 1-D tensor of token ids")
+    if token_ids.numel() <= seq:
+        raise ValueError(
+            f"token_ids has {token_ids.numel()} tokens; distillation windows need more than seq={seq}"
+        )
+    timesteps = getattr(getattr(model, "config", None), "timesteps", None)
+    if timesteps is None:
+        raise TypeError(f"model must be a bt-neurons spiking causal LM, got {type(model).__name__}")
+    prepare_qat(model, timesteps=timesteps)
+    model.train()
+    teacher.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    generator = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    try:
+        bar = tqdm(range(steps), desc="stage 1 (distillation)", disable=not progress)
+        for step in bar:
+            starts = torch.randint(0, token_ids.numel() - seq, (batch,), generator=generator).tolist()
+            ids = torch.stack([token_ids[s : s + seq] for s in starts])
+            with torch.no_grad():
+                target = F.log_softmax(teacher(input_ids=ids).logits.float(), -1)
+            student = F.log_softmax(model(input_ids=ids, use_cache=False).logits.float(), -1)
+            loss = F.kl_div(student, target, log_target=True, reduction="batchmean") / seq
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"the distillation loss became {float(loss)} at step {step}; try a smaller lr"
+                )
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            opt.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(kl=f"{losses[-1]:.4f}")
+    finally:
+        model.eval()
+        to_spiking(model, path=getattr(model.config, "path", "count"), timesteps=timesteps)
+    return losses
