@@ -130,6 +130,11 @@ def test_apply_with_columns_equals_slicing(compiled):
         apply_token_scales(x, s, 15, columns=(5, 41))
     with pytest.raises(ValueError, match="columns"):
         apply_token_scales(x, s, 15, columns=(9, 3))
+    with pytest.raises(ValueError, match="out must be x itself"):
+        apply_token_scales(x[:, 1:], s, 15, out=x[:, :-1], compiled=compiled)
+    levels_in_place = x.clone()
+    apply_token_scales(levels_in_place, s, 15, out=levels_in_place, dequantize=False, compiled=compiled)
+    assert torch.equal(levels_in_place * s, full)
 
 
 def test_non_contiguous_and_batched_inputs():

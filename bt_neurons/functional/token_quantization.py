@@ -222,6 +222,9 @@ def apply_token_scales(
         raise ValueError(f"columns must satisfy 0 <= k0 <= k1 <= {x.shape[-1]}, got {columns!r}")
     if out is None:
         out = x.new_empty(*x.shape[:-1], k1 - k0)
+    same = out.data_ptr() == x.data_ptr() and out.stride() == x.stride() and columns is None
+    if not same and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        raise ValueError("out must be x itself or memory apart from it, not a part of x")
     if out.numel() == 0:
         return out
     half = half_below(x.dtype)
@@ -230,7 +233,7 @@ def apply_token_scales(
         src, dst = (_numpy(t.view(-1, t.shape[-1])) for t in (x, out))
         scales, flt_t = _numpy(scale.view(-1)), src.dtype.type
         with _LOCK:
-            if out.data_ptr() == x.data_ptr() and out.stride() == x.stride() and dequantize:
+            if same and dequantize:
                 _kernels()[1](dst, scales, flt_t(half), flt_t(qmax))  # one array: vectorizes
             else:
                 _kernels()[2](src, k0, scales, flt_t(half), flt_t(qmax), dst, dequantize)
