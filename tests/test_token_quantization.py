@@ -130,6 +130,14 @@ def test_apply_with_columns_equals_slicing(compiled):
         apply_token_scales(x, s, 15, columns=(5, 41))
     with pytest.raises(ValueError, match="columns"):
         apply_token_scales(x, s, 15, columns=(9, 3))
+    with pytest.raises(ValueError, match="scale must be"):
+        apply_token_scales(x, s[:-1], 15, compiled=compiled)
+    with pytest.raises(ValueError, match="scale must be"):
+        apply_token_scales(x, s.double(), 15, compiled=compiled)
+    with pytest.raises(ValueError, match="out must be"):
+        apply_token_scales(x, s, 15, out=torch.empty(6, 39), compiled=compiled)
+    with pytest.raises(ValueError, match="out must be"):
+        apply_token_scales(x, s, 15, out=torch.empty(6, 40, dtype=torch.float64), compiled=compiled)
     with pytest.raises(ValueError, match="out must be x itself"):
         apply_token_scales(x[:, 1:], s, 15, out=x[:, :-1], compiled=compiled)
     levels_in_place = x.clone()

@@ -217,11 +217,22 @@ def apply_token_scales(
     Returns:
         ``out``.
     """
+    if x.dim() < 1:
+        raise ValueError("x must have at least one axis (the vectors are along the last)")
     k0, k1 = (0, x.shape[-1]) if columns is None else columns
     if not 0 <= k0 <= k1 <= x.shape[-1]:
         raise ValueError(f"columns must satisfy 0 <= k0 <= k1 <= {x.shape[-1]}, got {columns!r}")
+    if scale.dtype != x.dtype or scale.shape != (*x.shape[:-1], 1):
+        raise ValueError(
+            f"scale must be {x.dtype} of shape {(*x.shape[:-1], 1)}, got {scale.dtype} {tuple(scale.shape)}"
+        )
     if out is None:
         out = x.new_empty(*x.shape[:-1], k1 - k0)
+    elif out.dtype != x.dtype or out.shape != (*x.shape[:-1], k1 - k0) or out.device != x.device:
+        raise ValueError(
+            f"out must be {x.dtype} of shape {(*x.shape[:-1], k1 - k0)} on {x.device}, "
+            f"got {out.dtype} {tuple(out.shape)} on {out.device}"
+        )
     same = out.data_ptr() == x.data_ptr() and out.stride() == x.stride() and columns is None
     if not same and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
         raise ValueError("out must be x itself or memory apart from it, not a part of x")
