@@ -39,7 +39,12 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks
-from .functional.token_quantization import fake_quantize_tokens_, quantize_tokens, round_half_away
+from .functional.token_quantization import (
+    fake_quantize_tokens_,
+    quantize_tokens,
+    round_half_away,
+    token_scales,
+)
 
 __all__ = ["Quantizer", "round_half_away", "GRANULARITIES"]
 
@@ -130,13 +135,17 @@ class Quantizer(nn.Module):
         zero = round_half_away(-lo / scale).clamp(0, self.qmax)
         return scale, zero
 
+    @property
+    def per_token_symmetric(self) -> bool:
+        """Dynamic symmetric per-token scales: the case the fused routines of `token_quantization` handle."""
+        return self.symmetric and self.dynamic and self.granularity == "token"
+
     def scales(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """``(scale, zero_point)`` for ``x`` (dynamic) or the calibrated ones."""
         if self.dynamic and not self._observing:
+            if self.symmetric:  # the largest magnitude of each token; raises on NaN / Inf
+                return token_scales(x, self.qmax, self.clip_ratio, self.eps), None
             x = x.detach()
-            if self.symmetric:  # one pass: the largest magnitude of each token
-                amax = x.abs().amax(-1, keepdim=True)
-                return (amax * (self.clip_ratio.to(amax.dtype) / self.qmax)).clamp_min_(self.eps), None
             return self._scale_from(self._reduce(x, "min"), self._reduce(x, "max"))
         if self.scale is None:
             raise RuntimeError(
@@ -179,7 +188,7 @@ class Quantizer(nn.Module):
     def quantize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Integer levels ``q`` (in ``x``'s dtype), the scale and the zero point."""
         _checks.check_floating("x", x)
-        if self.symmetric and self.granularity == "token" and self.dynamic and not self._observing:
+        if self.per_token_symmetric and not self._observing:
             q, scale = quantize_tokens(x, self.qmax, self.clip_ratio, self.eps)  # fused on the CPU
             return q, scale, None
         scale, zero = self.scales(x)
@@ -200,7 +209,7 @@ class Quantizer(nn.Module):
         about ``chunk`` elements elsewhere), with no temporary the size of ``x``;
         other settings fall back to :meth:`quantize` and :meth:`dequantize`.
         """
-        if not (self.symmetric and self.granularity == "token" and self.dynamic) or x.requires_grad:
+        if not self.per_token_symmetric or x.requires_grad:
             q, scale, zero = self.quantize(x)
             return x.copy_(self.dequantize(q, scale, zero))
         _checks.check_floating("x", x)

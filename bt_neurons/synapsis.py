@@ -78,10 +78,6 @@ def accumulate_spikes_reference(spikes: Tensor, weight: Tensor) -> Tensor:
     return out
 
 
-def _fusable(q: Quantizer | None) -> bool:
-    return q is None or (q.symmetric and q.dynamic and q.granularity == "token")
-
-
 def quantized_linear(
     x: Tensor,
     pre: Quantizer,
@@ -117,7 +113,7 @@ def quantized_linear(
     """
     tensors = (x, weight) if bias is None else (x, weight, bias)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    if grad or not (_fusable(pre) and pre is not None and _fusable(post)):
+    if grad or not (pre.per_token_symmetric and (post is None or post.per_token_symmetric)):
         y = F.linear(pre(x), weight, bias)
         if post is None:
             return y
@@ -208,9 +204,7 @@ class QSynapsis(nn.Module):
             _check_input(self.layer, x)
             if self.pre is not None:
                 return quantized_linear(x, self.pre, self.layer.weight, self.layer.bias, post=self.post)
-            y = self.layer(x)
-        else:
-            y = self.layer(x)
+        y = self.layer(x)
         if self.post is None:
             return y
         if torch.is_grad_enabled() and y.requires_grad:
