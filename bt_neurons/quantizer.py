@@ -19,6 +19,8 @@ Scales (``granularity``):
 
 - ``"token"``: one scale per vector along the last axis (per token),
   computed from the input itself (``dynamic=True``, the default) or calibrated;
+  with ``group_size`` $G$, one dynamic scale per token and per group of $G$
+  consecutive channels (channels $[gG, (g+1)G)$ share $s_g$);
 - ``"channel"``: one scale per index of the last axis, calibrated;
 - ``"tensor"``: one scale, calibrated.
 
@@ -66,9 +68,14 @@ class Quantizer(nn.Module):
             no clipping); a ``clip < 1`` saturates the largest values at ``±qmax``
             and resolves the rest more finely. Stored as the buffer
             ``clip_ratio`` (saved with the state dict), so it can be calibrated.
+        group_size: ``G``: dynamic symmetric per-token scales for every group of
+            ``G`` consecutive channels instead of the whole token (default
+            ``None``: one scale per token). The channel count must be a multiple
+            of ``G``. A few large channels then coarsen only their own group.
 
-    Shapes: input ``[..., C]``; the scale is ``[..., 1]`` (token), ``[C]`` (channel)
-    or ``[]`` (tensor).
+    Shapes: input ``[..., C]``; the scale is ``[..., 1]`` (token), ``[..., C]``
+    (token with ``group_size``: each value's group scale), ``[C]`` (channel) or
+    ``[]`` (tensor).
     """
 
     def __init__(
@@ -81,8 +88,16 @@ class Quantizer(nn.Module):
         qmax: int | None = None,
         eps: float = 1e-8,
         clip: float = 1.0,
+        group_size: int | None = None,
     ) -> None:
         super().__init__()
+        if group_size is not None:
+            _checks.check_timesteps("group_size", group_size)
+            if not (symmetric and dynamic and granularity == "token"):
+                raise ValueError(
+                    "group_size needs dynamic symmetric per-token scales "
+                    "(symmetric=True, dynamic=True, granularity='token')"
+                )
         if isinstance(clip, bool) or not isinstance(clip, int | float) or not 0.0 < clip <= 1.0:
             raise ValueError(f"clip must be a float in (0, 1], got {clip!r}")
         if isinstance(bits, bool) or not isinstance(bits, int) or bits < 2:
@@ -103,6 +118,7 @@ class Quantizer(nn.Module):
         self.dynamic = bool(dynamic)
         self.qmax = qmax if qmax is not None else (2 ** (bits - 1) - 1 if symmetric else 2**bits - 1)
         self.eps = float(eps)
+        self.group_size = group_size
         self.register_buffer("clip_ratio", torch.tensor(float(clip)))
         self.register_buffer("scale", None)
         self.register_buffer("zero_point", None)
@@ -114,6 +130,7 @@ class Quantizer(nn.Module):
         return (
             f"bits={self.bits}, qmax={self.qmax}, symmetric={self.symmetric}, "
             f"granularity={self.granularity!r}, dynamic={self.dynamic}, calibrated={self.scale is not None}"
+            + (f", group_size={self.group_size}" if self.group_size is not None else "")
             + (f", clip={float(self.clip_ratio):.3g}" if float(self.clip_ratio) != 1.0 else "")
         )
 
@@ -138,11 +155,30 @@ class Quantizer(nn.Module):
     @property
     def per_token_symmetric(self) -> bool:
         """Dynamic symmetric per-token scales: the case the fused routines of `token_quantization` handle."""
-        return self.symmetric and self.dynamic and self.granularity == "token"
+        return self.symmetric and self.dynamic and self.granularity == "token" and self.group_size is None
+
+    def grouped(self, x: Tensor) -> Tensor:
+        """``x`` ``[..., C]`` viewed as ``[..., C / G, G]`` (the groups of ``group_size``).
+
+        Raises:
+            ValueError: when ``C`` is not a multiple of ``group_size`` (or there is none).
+        """
+        G = self.group_size
+        if G is None:
+            raise ValueError("this Quantizer has no group_size")
+        if x.dim() < 1 or x.shape[-1] % G:
+            raise ValueError(
+                f"x's last axis ({x.shape[-1] if x.dim() else 'none'}) must be a multiple of group_size ({G})"
+            )
+        return x.reshape(*x.shape[:-1], x.shape[-1] // G, G)
 
     def scales(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """``(scale, zero_point)`` for ``x`` (dynamic) or the calibrated ones."""
         if self.dynamic and not self._observing:
+            if self.group_size is not None:  # each value gets its group's scale
+                g = self.grouped(x)
+                s = token_scales(g, self.qmax, self.clip_ratio, self.eps)
+                return s.expand(g.shape).reshape(x.shape), None
             if self.symmetric:  # the largest magnitude of each token; raises on NaN / Inf
                 return token_scales(x, self.qmax, self.clip_ratio, self.eps), None
             x = x.detach()
@@ -161,6 +197,8 @@ class Quantizer(nn.Module):
         Inputs pass through unquantized while calibrating. Afterwards the
         quantizer uses the calibrated scales (``dynamic`` becomes False).
         """
+        if self.group_size is not None:
+            raise ValueError("a Quantizer with group_size has dynamic scales only: it cannot be calibrated")
         self._observing, self._lo, self._hi = True, None, None
         try:
             yield self
@@ -191,6 +229,10 @@ class Quantizer(nn.Module):
         if self.per_token_symmetric and not self._observing:
             q, scale = quantize_tokens(x, self.qmax, self.clip_ratio, self.eps)  # fused on the CPU
             return q, scale, None
+        if self.group_size is not None and not self._observing:
+            g = self.grouped(x)  # every group is quantized as a token of its own
+            q, scale = quantize_tokens(g, self.qmax, self.clip_ratio, self.eps)
+            return q.reshape(x.shape), scale.expand(g.shape).reshape(x.shape), None
         scale, zero = self.scales(x)
         scale = scale.to(x.dtype)
         if not bool(torch.isfinite(scale).all()):
@@ -204,15 +246,22 @@ class Quantizer(nn.Module):
     def fake_quantize_(self, x: Tensor, *, chunk: int = 1 << 16) -> Tensor:
         """``dequantize(quantize(x))`` written into ``x`` itself (no autograd).
 
-        Dynamic symmetric per-token scales take the fused in-place routine
+        Dynamic symmetric per-token scales (also with ``group_size``: each group
+        is a vector of its own) take the fused in-place routine
         `fake_quantize_tokens_` (a compiled kernel on the CPU, torch blocks of
         about ``chunk`` elements elsewhere), with no temporary the size of ``x``;
         other settings fall back to :meth:`quantize` and :meth:`dequantize`.
         """
-        if not self.per_token_symmetric or x.requires_grad:
+        grouped = self.group_size is not None and not self._observing
+        if not (self.per_token_symmetric or grouped) or x.requires_grad:
             q, scale, zero = self.quantize(x)
             return x.copy_(self.dequantize(q, scale, zero))
         _checks.check_floating("x", x)
+        if grouped:
+            if not x.is_contiguous():
+                return x.copy_(self.fake_quantize_(x.contiguous(), chunk=chunk))
+            fake_quantize_tokens_(self.grouped(x), self.qmax, self.clip_ratio, self.eps, chunk=chunk)
+            return x
         return fake_quantize_tokens_(x, self.qmax, self.clip_ratio, self.eps, chunk=chunk)
 
     def dequantize(self, q: Tensor, scale: Tensor, zero: Tensor | None) -> Tensor:

@@ -39,19 +39,31 @@ class SNNMultiply(nn.Module):
             calibrated) divide each operand before its per-token encoding and
             multiply the decoded values back, so a few large channels no longer
             set every token's scale. Default None: one threshold for all.
+        group_size: ``G``: one scale per token and per group of ``G``
+            consecutive channels (`Quantizer`'s ``group_size``). Default None:
+            one per token.
 
-    Scales are per token (the last axis) times the fixed channel scales, so no
-    token changes another's output.
+    Scales are per token (the last axis; or per token and group) times the
+    fixed channel scales, so no token changes another's output.
     """
 
-    def __init__(self, timesteps: int = 15, *, path: str = "count", channels: int | None = None) -> None:
+    def __init__(
+        self,
+        timesteps: int = 15,
+        *,
+        path: str = "count",
+        channels: int | None = None,
+        group_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.T = _checks.check_timesteps("timesteps", timesteps)
         _checks.check_choice("path", path, ("count", "spike"))
         self.path = path
-        self.quantizer = Quantizer(qmax=self.T)
+        self.quantizer = Quantizer(qmax=self.T, group_size=group_size)
         if channels is not None:
             _checks.check_timesteps("channels", channels)
+            if group_size is not None and channels % group_size:
+                raise ValueError(f"channels ({channels}) must be a multiple of group_size ({group_size})")
             self.register_buffer("x_channel_scale", torch.ones(channels))
             self.register_buffer("y_channel_scale", torch.ones(channels))
         else:

@@ -96,8 +96,10 @@ def quantized_linear(
     all the rows and stays fast) into slices of at least 128 features, and the
     rows only when that is not enough. The output rows are quantized by ``post``
     (if given) as soon as they are complete. The memory is that of the output
-    plus one buffer. With autograd on, or with quantizers other than dynamic
-    symmetric per-token ones, this is the plain straight-through composition.
+    plus one buffer. A ``pre`` with ``group_size`` quantizes a copy of ``x``
+    in place (every group a vector of its own) and multiplies it in one
+    product. With autograd on, or with quantizers other than dynamic
+    symmetric ones, this is the plain straight-through composition.
 
     Args:
         x: ``[..., in]``.
@@ -113,7 +115,13 @@ def quantized_linear(
     """
     tensors = (x, weight) if bias is None else (x, weight, bias)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    if grad or not (pre.per_token_symmetric and (post is None or post.per_token_symmetric)):
+    fused_post = post is None or post.per_token_symmetric or post.group_size is not None
+    if not grad and pre.group_size is not None and fused_post:
+        y = F.linear(
+            pre.fake_quantize_(x.detach().clone(memory_format=torch.contiguous_format)), weight, bias
+        )
+        return y if post is None else post.fake_quantize_(y)
+    if grad or not (pre.per_token_symmetric and fused_post):
         y = F.linear(pre(x), weight, bias)
         if post is None:
             return y
@@ -321,8 +329,11 @@ class Synapsis(nn.Module):
             pre_spikes = counts.abs().sum() if tracking() else 0.0
             spikes = eiif_spikes_from_counts(counts, self.T)  # [T, ..., in]
             flat = spikes.reshape(self.T, -1, x.shape[-1])
-            h = accumulate_spikes(flat, self.layer.weight).reshape(*x.shape[:-1], -1)
-            y = h * scale
+            if self.pre.group_size is None:
+                y = accumulate_spikes(flat, self.layer.weight).reshape(*x.shape[:-1], -1) * scale
+            else:  # a spike carries its group's scale: sum_g s_g W_g C_g
+                y = accumulate_spikes(flat * scale.reshape(1, -1, x.shape[-1]), self.layer.weight)
+                y = y.reshape(*x.shape[:-1], -1)
             if self.layer.bias is not None:
                 y = y + self.layer.bias
         return y, pre_spikes
@@ -358,4 +369,8 @@ class Synapsis(nn.Module):
             additions = pre_spikes * n_out + (
                 y.numel() if getattr(self.layer, "bias", None) is not None else 0
             )
-            record("Synapsis", pre_spikes + post_spikes, additions, tokens * in_features * n_out)
+            # with group scales the partial sums of the groups are scaled and added: C / G
+            # multiply-accumulates per output stay (they are not replaced)
+            G = None if self.embedding else self.pre.group_size
+            kept = in_features // G if G else 0
+            record("Synapsis", pre_spikes + post_spikes, additions, tokens * (in_features - kept) * n_out)

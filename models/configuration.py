@@ -101,7 +101,13 @@ class BTSpikingConfig(PreTrainedConfig):
     - ``hadamard_mlp_block``: block size of the MLP's online Hadamard transform
       (a power of two dividing ``intermediate_size``; 0: none).
     - ``final_mixer``: the model has a ``hidden x hidden`` linear layer before
-      a tied ``lm_head`` (needed when a rotation meets tied embeddings).
+      a tied ``lm_head`` (one way for a rotation to meet tied embeddings; `convert`
+      unties the head instead unless asked for the mixer).
+    - ``encoder_group_size``: ``G``: the linear layers' EI_IF encoders use one
+      scale per token and per group of ``G`` consecutive input channels
+      (`Quantizer`'s ``group_size``); 0 (default): one scale per token. ``G``
+      must divide ``hidden_size``, ``intermediate_size`` and
+      ``num_attention_heads * head_dim``.
     - ``source_model_type``: what the model was converted from (``"llama"``, ``"qwen2"``).
     """
 
@@ -133,6 +139,7 @@ class BTSpikingConfig(PreTrainedConfig):
     rotated: bool = False
     hadamard_mlp_block: int = 0
     final_mixer: bool = False
+    encoder_group_size: int = 0
     source_model_type: str | None = None
 
     def __post_init__(self, **kwargs) -> None:
@@ -157,6 +164,15 @@ class BTSpikingConfig(PreTrainedConfig):
         if self.hidden_act != "silu":
             raise ValueError(
                 f"hidden_act must be 'silu' (the spiking SiLU approximator), got {self.hidden_act!r}"
+            )
+        G = self.encoder_group_size
+        if isinstance(G, bool) or not isinstance(G, int) or G < 0:
+            raise ValueError(f"encoder_group_size must be an int >= 0, got {G!r}")
+        widths = (self.hidden_size, self.intermediate_size, self.num_attention_heads * self.head_dim)
+        if G and any(w % G for w in widths):
+            raise ValueError(
+                f"encoder_group_size ({G}) must divide hidden_size, intermediate_size and "
+                f"num_attention_heads * head_dim ({', '.join(map(str, widths))})"
             )
         b = self.hadamard_mlp_block
         if b and (b & (b - 1) or self.intermediate_size % b):

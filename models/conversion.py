@@ -12,14 +12,20 @@ steps lose as little as possible:
    that read the stream $W R$, layers that write it $R^\top W$ (bias
    $R^\top b$). RMSNorm without weight commutes with $R$. Outlier channels of
    $h$ are spread over all channels, so the per-token scales of the EI_IF
-   encoders are no longer set by a few channels. With tied embeddings the
-   model gains a ``hidden x hidden`` Synapsis $R^\top \mathrm{diag}(g) R$
-   before ``lm_head`` so the embedding stays tied.
+   encoders are no longer set by a few channels. Tied embeddings are untied:
+   the embedding becomes $E R$ and ``lm_head`` $E\,\mathrm{diag}(g) R$ (a
+   second ``vocab x hidden`` matrix). With ``final_mixer=True`` they stay tied
+   and the model gains a ``hidden x hidden`` Synapsis $R^\top
+   \mathrm{diag}(g) R$ before ``lm_head`` instead: less memory, but the
+   logits' input is then encoded twice.
 3. **Head rotations**: values are rotated per head by a Walsh-Hadamard matrix
    $H$ (folded into ``v_proj`` and ``o_proj``); queries and keys by the same
    $H$ after RoPE and the MLP's down-projection input by block Hadamard
    transforms the model applies as it runs (additions and subtractions).
-4. **Calibration**: on the user's text, each encoder's clip ratio ``c``
+4. **Group scales**: the linear layers' encoders use one scale per token
+   and per group of ``group_size`` input channels (default: the head
+   dimension), so a group's few large values do not coarsen the others.
+5. **Calibration**: on the user's text, each encoder's clip ratio ``c``
    (per-token scale ``c max|x| / T``) is chosen from a grid to minimise the
    squared error of that operator's output, layer after layer (so each sees
    the errors of the ones before it). Scales stay per token: no sequence in a
@@ -99,7 +105,24 @@ def _check_source(model: nn.Module) -> None:
         raise ValueError("pretraining_tp > 1 is not supported")
 
 
-def _target_config(src, timesteps: int, path: str, operators, rotate: bool) -> BTSpikingConfig:
+def _group_size(cfg, head_dim: int, group_size: int | None) -> int:
+    """The encoder group size: ``group_size``, or (None) the head dimension if it fits, else 0."""
+    widths = (cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads * head_dim)
+    if group_size is None:
+        return head_dim if all(w % head_dim == 0 for w in widths) else 0
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 0:
+        raise ValueError(f"group_size must be an int >= 0 or None, got {group_size!r}")
+    if group_size and any(w % group_size for w in widths):
+        raise ValueError(
+            f"group_size ({group_size}) must divide the model's hidden size, intermediate size and "
+            f"heads x head_dim ({', '.join(map(str, widths))})"
+        )
+    return group_size
+
+
+def _target_config(
+    src, timesteps: int, path: str, operators, rotate: bool, group_size: int | None, final_mixer: bool
+) -> BTSpikingConfig:
     cfg = src.config
     kind = cfg.model_type
     qkv_bias = src.model.layers[0].self_attn.q_proj.bias is not None
@@ -121,7 +144,7 @@ def _target_config(src, timesteps: int, path: str, operators, rotate: bool) -> B
         max_position_embeddings=cfg.max_position_embeddings,
         rms_norm_eps=float(cfg.rms_norm_eps),
         rope_parameters=dict(cfg.rope_parameters) if getattr(cfg, "rope_parameters", None) else None,
-        tie_word_embeddings=tied,
+        tie_word_embeddings=tied and (final_mixer or not rotate),
         qkv_bias=qkv_bias,
         o_bias=o_bias,
         mlp_bias=mlp_bias,
@@ -133,7 +156,8 @@ def _target_config(src, timesteps: int, path: str, operators, rotate: bool) -> B
         operators=operator_modes(operators),
         rotated=rotate,
         hadamard_mlp_block=block if block >= 8 else 0,
-        final_mixer=rotate and tied,
+        final_mixer=rotate and tied and final_mixer,
+        encoder_group_size=_group_size(cfg, head_dim, group_size),
         source_model_type=kind,
     )
 
@@ -307,6 +331,8 @@ def convert(
     rotate: bool = True,
     seed: int = 0,
     calibration_tokens: int = 256,
+    group_size: int | None = None,
+    final_mixer: bool = False,
 ) -> BTSpikingForCausalLM:
     """Convert a Llama / Qwen2 causal LM into a spiking `BTSpikingForCausalLM`.
 
@@ -324,6 +350,12 @@ def convert(
         rotate: fold norms and rotations into the weights (default True).
         seed: seed of the residual rotation.
         calibration_tokens: at most this many tokens of ``calibration_text`` are used (default 256).
+        group_size: channels per scale of the linear layers' encoders (one scale
+            per token and group); ``None`` (default): the head dimension when it
+            divides every layer's input width, else 0; 0: one scale per token.
+        final_mixer: with ``rotate`` and tied embeddings, keep them tied and add a
+            ``hidden x hidden`` Synapsis before ``lm_head`` (default False: untie,
+            one ``vocab x hidden`` matrix more, one encoder fewer).
 
     Returns:
         The spiking model in eval mode, in float32, on the CPU.
@@ -343,7 +375,7 @@ def convert(
         raise ValueError(f"timesteps must be a positive int, got {timesteps!r}")
     if path not in ("count", "spike"):
         raise ValueError(f"path must be 'count' or 'spike', got {path!r}")
-    config = _target_config(model, timesteps, path, operators, bool(rotate))
+    config = _target_config(model, timesteps, path, operators, bool(rotate), group_size, bool(final_mixer))
     model = model.to(torch.float32)
     state = _converted_state(model, config, seed)
     spiking = BTSpikingForCausalLM(config)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from bt_neurons.approximators import load_pretrained
 from torch import Tensor, nn
 
-from bt_neurons import QSynapsis, SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis
+from bt_neurons import QSynapsis, Quantizer, SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis
 
 from . import _transformers  # noqa: F401  (must precede the transformers imports)
 from .configuration import BTSpikingConfig
@@ -85,7 +85,11 @@ class ShippedApproximator:
 
 
 def _synapsis(in_features: int, out_features: int, bias: bool, config: BTSpikingConfig) -> Synapsis:
-    return Synapsis(nn.Linear(in_features, out_features, bias=bias), config.timesteps, post=False)
+    G = config.encoder_group_size or None
+    pre = Quantizer(qmax=config.timesteps, group_size=G)
+    return Synapsis(
+        nn.Linear(in_features, out_features, bias=bias), config.timesteps, post=False, pre_quantizer=pre
+    )
 
 
 class _Operators(nn.Module):
@@ -179,7 +183,9 @@ class BTSpikingMLP(_Operators):
         self.gate_proj = _synapsis(h, i, config.mlp_bias, config)
         self.up_proj = _synapsis(h, i, config.mlp_bias, config)
         self.down_proj = _synapsis(i, h, config.mlp_bias, config)
-        self.multiply = SNNMultiply(config.timesteps, channels=i)
+        self.multiply = SNNMultiply(
+            config.timesteps, channels=i, group_size=config.encoder_group_size or None
+        )
         self.silu = ShippedApproximator("silu")
 
     def forward(self, x: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ from bt_neurons import SNNMatmul, SNNMultiply, Synapsis
 VOCAB = 97
 
 
-def tiny_ann(kind: str = "llama", *, tied: bool = True, bias: bool = False, seed: int = 0):
+def tiny_ann(kind: str = "llama", *, tied: bool = True, bias: bool = False, seed: int = 0, **sizes):
     """A random Llama / Qwen2 with odd sizes and grouped-query heads (6 query heads, 2 KV heads)."""
     torch.manual_seed(seed)
     common = dict(
@@ -40,6 +40,7 @@ def tiny_ann(kind: str = "llama", *, tied: bool = True, bias: bool = False, seed
         max_position_embeddings=128,
         tie_word_embeddings=tied,
     )
+    common.update(sizes)
     if kind == "llama":
         ann = LlamaForCausalLM(LlamaConfig(attention_bias=bias, mlp_bias=bias, **common))
     else:
@@ -102,9 +103,49 @@ def test_float_twin_equals_the_ann(kind, tied, bias, rotate):
     ann = tiny_ann(kind, tied=tied, bias=bias)
     model = convert(ann, 15, operators="float", rotate=rotate)
     assert model.config.source_model_type == kind
-    assert model.config.tie_word_embeddings == tied
+    # a rotation unties tied embeddings: lm_head gets E diag(g) R, the embedding E R
+    assert model.config.tie_word_embeddings == (tied and not rotate)
+    assert model.final_mixer is None
     x = ids()
     assert torch.allclose(logits(model, x), logits(ann, x), atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_final_mixer_keeps_a_rotated_model_tied(kind):
+    ann = tiny_ann(kind, tied=True, bias=True)
+    model = convert(ann, 15, operators="float", final_mixer=True)
+    assert model.config.tie_word_embeddings and model.config.final_mixer and model.final_mixer is not None
+    assert model.lm_head.layer.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    x = ids()
+    assert torch.allclose(logits(model, x), logits(ann, x), atol=2e-5, rtol=1e-4)
+    # untied models need no mixer; an unrotated one keeps its tie without one
+    assert convert(tiny_ann(kind, tied=False), 15, final_mixer=True).final_mixer is None
+    plain = convert(ann, 15, rotate=False, final_mixer=True)
+    assert plain.final_mixer is None and plain.config.tie_word_embeddings
+
+
+def test_group_size_defaults_to_the_head_dimension_when_it_divides_every_width():
+    assert convert(tiny_ann(), 7).config.encoder_group_size == 0  # hidden 36 is no multiple of head_dim 8
+    fitting = convert(tiny_ann(hidden_size=48, intermediate_size=96), 7)
+    assert fitting.config.encoder_group_size == 8
+    pre = fitting.model.layers[0].mlp.gate_proj.pre
+    assert pre.group_size == 8 and fitting.model.layers[0].mlp.multiply.quantizer.group_size == 8
+    assert convert(tiny_ann(), 7, group_size=12).config.encoder_group_size == 12
+    assert (
+        convert(tiny_ann(hidden_size=48, intermediate_size=96), 7, group_size=0).lm_head.pre.group_size
+        is None
+    )
+
+
+def test_config_checks_the_group_size():
+    sizes = dict(hidden_size=36, intermediate_size=72, num_attention_heads=6)
+    with pytest.raises(
+        (ValueError, StrictDataclassClassValidationError), match=r"encoder_group_size \(8\) must divide"
+    ):
+        BTSpikingConfig(**sizes, encoder_group_size=8)
+    with pytest.raises((ValueError, StrictDataclassClassValidationError), match="encoder_group_size must be"):
+        BTSpikingConfig(**sizes, encoder_group_size=-4)
+    assert BTSpikingConfig(**sizes, encoder_group_size=12).encoder_group_size == 12
 
 
 def assert_paths_agree_on_every_operator(model, x) -> int:
@@ -135,11 +176,16 @@ def assert_paths_agree_on_every_operator(model, x) -> int:
 
 @pytest.mark.parametrize(("kind", "tied", "bias"), SOURCES[:3])
 @pytest.mark.parametrize("operators", ["hybrid", "spiking"])
-def test_count_path_equals_spike_path_on_the_whole_model(kind, tied, bias, operators):
-    model = convert(tiny_ann(kind, tied=tied, bias=bias), 7, operators=operators).double()
+@pytest.mark.parametrize(("group_size", "final_mixer"), [(0, False), (4, True)])
+def test_count_path_equals_spike_path_on_the_whole_model(
+    kind, tied, bias, operators, group_size, final_mixer
+):
+    ann = tiny_ann(kind, tied=tied, bias=bias)
+    model = convert(ann, 7, operators=operators, group_size=group_size, final_mixer=final_mixer).double()
     layers = model.config.num_hidden_layers
-    # 5 encoding Synapses, 2 SNNMatmuls and 1 SNNMultiply per layer, then the head (and the tied mixer)
-    assert assert_paths_agree_on_every_operator(model, ids()) == 8 * layers + 1 + int(tied)
+    # 5 encoding Synapses, 2 SNNMatmuls and 1 SNNMultiply per layer, then the head (and a tied mixer)
+    mixer = int(tied and final_mixer)
+    assert assert_paths_agree_on_every_operator(model, ids()) == 8 * layers + 1 + mixer
 
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2"])
@@ -199,6 +245,9 @@ def test_unsupported_architecture_names_the_supported_ones():
         ({"operators": "mostly"}, ValueError, "operators must be one of"),
         ({"operators": {"attention": "spiking"}}, ValueError, "unknown keys"),
         ({"operators": {"softmax": "yes"}}, ValueError, "'spiking' or 'float'"),
+        ({"group_size": 5}, ValueError, r"group_size \(5\) must divide"),
+        ({"group_size": -1}, ValueError, "group_size must be an int"),
+        ({"group_size": 2.0}, ValueError, "group_size must be an int"),
     ],
 )
 def test_convert_bad_arguments(kwargs, error, message):
@@ -292,13 +341,23 @@ def test_generate_greedy_and_sampling_with_and_without_cache():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    model = convert(tiny_ann("llama", tied=True), 7, ids(1, 24), operators={"softmax": "spiking"})
+    model = convert(
+        tiny_ann("llama", tied=True),
+        7,
+        ids(1, 24),
+        operators={"softmax": "spiking"},
+        group_size=4,
+        final_mixer=True,
+    )
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
     assert not list(tmp_path.glob("*.bin"))  # safetensors, nothing pickled
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True).eval()
     assert isinstance(loaded, BTSpikingForCausalLM)
     assert loaded.config.operators == model.config.operators and loaded.config.timesteps == 7
+    assert (
+        loaded.config.encoder_group_size == 4 and loaded.model.layers[1].self_attn.q_proj.pre.group_size == 4
+    )
     x = ids()
     assert torch.equal(logits(loaded, x), logits(model, x))
     assert loaded.lm_head.layer.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()
@@ -360,7 +419,7 @@ def test_energy_per_token_counts_spikes_of_spiking_operators_only():
 @given(T=st.integers(1, 40), seed=st.integers(0, 2**16))
 def test_count_path_equals_spike_path_for_random_T(T, seed):
     model = _SMALL_MODEL.set_spiking(timesteps=T)
-    assert assert_paths_agree_on_every_operator(model, ids(1, 6, seed=seed)) == 18
+    assert assert_paths_agree_on_every_operator(model, ids(1, 6, seed=seed)) == 17
 
 
-_SMALL_MODEL = convert(tiny_ann("qwen2", bias=True), 7).double()
+_SMALL_MODEL = convert(tiny_ann("qwen2", bias=True), 7, group_size=4).double()
