@@ -33,6 +33,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def _spiking_arguments(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument(
         "--path", choices=("count", "spike"), default="count" if defaults else None, help="execution path"
@@ -59,6 +69,17 @@ def convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-tokens", type=_positive, default=256, help="tokens used (default 256)")
     p.add_argument("--no-rotate", action="store_true", help="do not fold rotations into the weights")
     p.add_argument("--seed", type=int, default=0, help="seed of the residual rotation")
+    p.add_argument(
+        "--group-size",
+        type=_nonnegative,
+        help="input channels per encoder scale of the linear layers (default: the head dimension "
+        "when it divides every layer's width; 0: one scale per token)",
+    )
+    p.add_argument(
+        "--final-mixer",
+        action="store_true",
+        help="keep tied embeddings tied (a hidden x hidden layer before lm_head) instead of untying them",
+    )
     p.add_argument("--force", action="store_true", help="replace DST if it exists")
     p.add_argument(
         "--distill-file",
@@ -134,6 +155,8 @@ def convert_main(argv: list[str] | None = None) -> int:
             rotate=not args.no_rotate,
             seed=args.seed,
             calibration_tokens=args.calibration_tokens,
+            group_size=args.group_size,
+            final_mixer=args.final_mixer,
         )
         if distill_text is not None:
             from .training import distill

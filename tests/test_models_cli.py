@@ -90,6 +90,7 @@ def test_convert_usage_errors_write_nothing(checkpoint, tmp_path, capsys):
             [str(checkpoint), str(tmp_path / "h"), "--distill-file", str(tmp_path / "nope.txt")],
             "--distill-file",
         ),
+        ([str(checkpoint), str(tmp_path / "j"), "--group-size", "5"], "group_size (5) must divide"),
         (  # 200 words of text are too few for windows of 256 tokens
             [str(checkpoint), str(tmp_path / "i"), "--distill-file", str(tmp_path / "calib.txt")],
             "seq=256",
@@ -101,6 +102,21 @@ def test_convert_usage_errors_write_nothing(checkpoint, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.txt", "gpt2", "tiny-llama"]
     with pytest.raises(SystemExit):
         convert_main([str(checkpoint), str(tmp_path / "f"), "--timesteps", "0"])
+    with pytest.raises(SystemExit):
+        convert_main([str(checkpoint), str(tmp_path / "f"), "--group-size", "-1"])
+
+
+def test_convert_group_size_and_final_mixer_options(checkpoint, tmp_path):
+    dst = tmp_path / "grouped"
+    assert convert_main([str(checkpoint), str(dst), "-T", "5", "--group-size", "4", "--final-mixer"]) == 0
+    model = BTSpikingForCausalLM.from_pretrained(dst, local_files_only=True)
+    assert model.config.encoder_group_size == 4 and model.model.layers[0].mlp.up_proj.pre.group_size == 4
+    assert model.config.final_mixer and model.config.tie_word_embeddings
+    assert convert_main([str(checkpoint), str(tmp_path / "plain"), "-T", "5"]) == 0
+    plain = BTSpikingForCausalLM.from_pretrained(tmp_path / "plain", local_files_only=True)
+    assert (
+        plain.config.encoder_group_size == 0 and not plain.config.tie_word_embeddings
+    )  # head_dim 8 does not fit
 
 
 def test_chat_usage_errors(tmp_path, capsys):
