@@ -17,7 +17,9 @@ b &= \mathrm{RMSNorm}(h), \quad
 $$
 
 Every operator encodes its own float inputs with EI_IF neurons (per-token
-scales, counts in ``[-T, T]``); a Synapsis therefore has presynaptic neurons
+scales, or per token and group of ``config.encoder_group_size`` channels for
+the linear layers and the gate product; counts in ``[-T, T]``); a Synapsis
+therefore has presynaptic neurons
 only (``post=False``): its postsynaptic neurons would encode what the next
 operator encodes anyway. The outputs of the spiking products (attention's
 $P v$ and the gate product) are already integer counts times a per-row scale;
