@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> list[str]:
         f"tokens of the Vim manual chapters 1-8 after {calib.shape[1]} calibration tokens (as in the LLM "
         f"benchmark); ANN perplexity {ppl_ann:.3f}. Training: {args.steps} steps of {args.batch} x {args.seq} "
         f"tokens from chapters 9-12 and 20-24 ({train_ids.numel()} tokens), AdamW lr {args.lr:g} with cosine decay, loss KL(ANN || model) "
-        "on the next-token distributions.",
+        "on the next-token distributions"
+        + (", clip ratios learned too (LSQ, lr 1e-3)." if args.learn_clip else "."),
         "",
         "| model | perplexity | ratio to ANN |",
         "| --- | ---: | ---: |",
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> list[str]:
         batch=args.batch,
         seq=args.seq,
         seed=1,
+        learn_clip=args.learn_clip,
         progress=True,
     )
     train_s = time.perf_counter() - t0
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--window", type=int, default=256)
     p.add_argument("--windows", type=int, default=16)
     p.add_argument("--calibration-tokens", type=int, default=256)
+    p.add_argument("--learn-clip", action="store_true", help="also train the encoders' clip ratios (LSQ)")
     p.add_argument("--write-results", type=Path)
     args = p.parse_args(argv)
     start = time.perf_counter()

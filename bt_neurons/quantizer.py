@@ -268,19 +268,37 @@ class Quantizer(nn.Module):
         """``s q`` (symmetric) or ``s (q - z)`` (asymmetric)."""
         return q * scale if zero is None else (q - zero.to(q.dtype)) * scale
 
+    @property
+    def learns_clip(self) -> bool:
+        """Whether ``clip_ratio`` gets a gradient (after ``clip_ratio.requires_grad_()``)."""
+        return self.clip_ratio.requires_grad and self.dynamic and self.symmetric
+
     def forward(self, x: Tensor) -> Tensor:
-        """Fake-quantized ``x`` with a straight-through gradient (identity inside the range)."""
+        r"""Fake-quantized ``x`` with a straight-through gradient (identity inside the range).
+
+        When ``clip_ratio`` requires grad (dynamic symmetric scales), it also gets
+        the learned-step-size gradient (LSQ): with $s = c \max|x| / Q$ and
+        $v = x / s$, $\partial \hat x / \partial s = q - v$ inside the range and
+        $q$ where $x$ was clipped; the value of $\hat x$ is unchanged.
+        """
         _checks.check_floating("x", x)
         if self._observing:
             self._observe(x)
             return x
         q, scale, zero = self.quantize(x)
         xq = self.dequantize(q, scale, zero)
-        if not x.requires_grad:
+        learn_clip = self.learns_clip
+        if not (x.requires_grad or learn_clip):
             return xq
         if self.symmetric:
             inside = (x.detach() / scale).abs() <= self.qmax + 0.5
         else:
             v = x.detach() / scale + zero.to(x.dtype)
             inside = (v >= -0.5) & (v <= self.qmax + 0.5)
+        if learn_clip:  # zero in value, the LSQ gradient to the clip ratio through s
+            c = self.clip_ratio.to(x.dtype)
+            s = scale * (c / c.detach())
+            v = x.detach() / s
+            term = s * torch.where(inside, v + (q - v).detach(), q)
+            xq = xq + (term - term.detach())
         return xq + (x - x.detach()) * inside.to(x.dtype)

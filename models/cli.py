@@ -89,6 +89,11 @@ def convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill-steps", type=_positive, default=200, help="distillation steps (default 200)")
     p.add_argument("--distill-lr", type=float, default=3e-5, help="peak learning rate (default 3e-5)")
     p.add_argument("--distill-seq", type=_positive, default=256, help="tokens per window (default 256)")
+    p.add_argument(
+        "--distill-learn-clip",
+        action="store_true",
+        help="also train the encoders' clip ratios (learned step size, peak lr 1e-3)",
+    )
     _spiking_arguments(p, defaults=True)
     return p
 
@@ -175,6 +180,7 @@ def convert_main(argv: list[str] | None = None) -> int:
                 steps=args.distill_steps,
                 lr=args.distill_lr,
                 seq=args.distill_seq,
+                learn_clip=args.distill_learn_clip,
                 progress=True,
             )
             print(f"distillation KL per token: {losses[0]:.4f} -> {losses[-1]:.4f}", file=sys.stderr)

@@ -146,3 +146,26 @@ def test_convert_with_stage_one_distillation(checkpoint, tmp_path, capsys):
     assert distilled.config.timesteps == 3
     changed = [n for n, p in distilled.state_dict().items() if not torch.equal(p, converted.state_dict()[n])]
     assert changed and all("layer.weight" in n or "embed" in n or "norm" in n or "bias" in n for n in changed)
+    # with --distill-learn-clip the encoders' clip ratios are trained too
+    clipped = tmp_path / "clipped"
+    more = ["--distill-steps", "3", "--distill-seq", "16", "--distill-lr", "1e-3", "--distill-learn-clip"]
+    assert (
+        convert_main(
+            [
+                str(checkpoint),
+                str(clipped),
+                "-T",
+                "3",
+                "--calibration-file",
+                text,
+                "--distill-file",
+                text,
+                *more,
+            ]
+        )
+        == 0
+    )
+    learned = BTSpikingForCausalLM.from_pretrained(clipped, local_files_only=True).state_dict()
+    assert any(
+        not torch.equal(v, converted.state_dict()[n]) for n, v in learned.items() if n.endswith("clip_ratio")
+    )

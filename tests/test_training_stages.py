@@ -218,7 +218,7 @@ def test_distill_brings_a_converted_llm_closer_to_its_teacher_and_converts_back(
     )
     ann = LlamaForCausalLM(config).eval()
     teacher_state = {k: v.clone() for k, v in ann.state_dict().items()}
-    snn = convert(ann, timesteps=3)
+    snn = convert(ann, timesteps=3, group_size=0)  # one scale per token: conversion costs more
     tokens = torch.randint(0, 100, (2000,), generator=torch.Generator().manual_seed(5))
     held_out = torch.randint(0, 100, (8, 32), generator=torch.Generator().manual_seed(9))
     before = _kl_to(ann, snn, held_out)
@@ -232,6 +232,48 @@ def test_distill_brings_a_converted_llm_closer_to_its_teacher_and_converts_back(
     )  # the teacher is untouched
 
 
+@pytest.mark.parametrize("group_size", [None, 8])
+def test_clip_ratio_gets_the_learned_step_size_gradient_and_the_value_is_unchanged(group_size):
+    x = torch.randn(3, 16, dtype=torch.float64) * 2
+    q = Quantizer(qmax=7, clip=0.7, group_size=group_size).double()
+    plain = q(x)
+    q.clip_ratio.requires_grad_(True)
+    assert q.learns_clip
+    y = q(x)
+    assert torch.equal(y.detach(), plain)
+    w = torch.randn(3, 16, dtype=torch.float64)
+    (y * w).sum().backward()
+    s, levels = q.scales(x)[0].detach(), q.quantize(x)[0]
+    v = x / s
+    ds = torch.where(v.abs() <= 7.5, levels - v, levels)  # LSQ: d x_hat / d s
+    expected = (w * ds * s / 0.7).sum()  # s = clip * max|x| / Q, so ds / dclip = s / clip
+    assert torch.allclose(q.clip_ratio.grad.double(), expected, rtol=1e-6)
+
+
+def test_distill_can_learn_the_clip_ratios():
+    torch.manual_seed(0)
+    ann = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=100,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            initializer_range=0.1,
+        )
+    ).eval()
+    snn = convert(ann, timesteps=3)
+    before = {n: float(b) for n, b in snn.named_buffers() if n.endswith("pre.clip_ratio")}
+    tokens = torch.randint(0, 100, (2000,), generator=torch.Generator().manual_seed(5))
+    losses = distill(snn, ann, tokens, steps=10, lr=3e-4, batch=4, seq=32, learn_clip=True, clip_lr=1e-2)
+    assert all(math.isfinite(v) for v in losses)
+    after = {n: b for n, b in snn.named_buffers() if n.endswith("pre.clip_ratio")}
+    assert after.keys() == before.keys() and len(after) == 2 * 7 + 1  # 7 Synapses a layer, lm_head
+    assert any(float(after[n]) != before[n] for n in after)
+    assert all(0.05 <= float(b) <= 1.0 and not b.requires_grad and b.grad is None for b in after.values())
+
+
 def test_distill_rejects_bad_arguments():
     ann = tiny_ann("llama")
     snn = convert(ann, timesteps=3)
@@ -242,6 +284,7 @@ def test_distill_rejects_bad_arguments():
         (dict(seq=0), "seq"),
         (dict(lr=-1.0), "lr"),
         (dict(lr=float("nan")), "lr"),
+        (dict(clip_lr=0.0), "clip_lr"),
         (dict(seq=100), "seq=100"),
     ]
     for kwargs, message in cases:

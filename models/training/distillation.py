@@ -14,7 +14,10 @@ $$
 $$
 
 over batches of ``B`` random windows of ``L`` tokens of the training text,
-with AdamW, cosine learning-rate decay and gradient clipping.
+with AdamW, cosine learning-rate decay and gradient clipping. With
+``learn_clip``, the clip ratio of every linear layer's encoder is trained
+too, with the learned-step-size gradient (LSQ; see `Quantizer.forward`), kept
+in ``[0.05, 1]``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from bt_neurons import QSynapsis
 
 from .qat import prepare_qat
 from .spiking_conversion import to_spiking
@@ -49,6 +54,8 @@ def distill(
     seq: int = 256,
     seed: int = 0,
     max_grad_norm: float = 1.0,
+    learn_clip: bool = False,
+    clip_lr: float = 1e-3,
     progress: bool = False,
 ) -> list[float]:
     """Distil ``teacher`` into the spiking causal LM ``model`` through its quantized twin, in place.
@@ -65,7 +72,10 @@ def distill(
         batch: windows per step (default 2).
         seq: tokens per window (default 256).
         seed: seed of the window sampler.
-        max_grad_norm: gradient clipping (default 1.0).
+        max_grad_norm: gradient clipping (default 1.0) of the weights.
+        learn_clip: also train the clip ratios of the linear layers' encoders
+            (default False: they keep their calibrated values).
+        clip_lr: peak learning rate of the clip ratios (default 1e-3).
         progress: show a progress bar.
 
     Returns:
@@ -77,8 +87,14 @@ def distill(
     steps, batch, seq = (
         _check_positive_int(n, v) for n, v in (("steps", steps), ("batch", batch), ("seq", seq))
     )
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    for name, value in (("lr", lr), ("clip_lr", clip_lr)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     if not isinstance(token_ids, Tensor) or token_ids.dim() != 1 or token_ids.is_floating_point():
         raise ValueError("token_ids must be a 1-D tensor of token ids")
     if token_ids.numel() <= seq:
@@ -92,7 +108,14 @@ def distill(
     model.train()
     teacher.eval()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    clips = []
+    if learn_clip:
+        quantizers = {
+            id(m.pre): m.pre for m in model.modules() if isinstance(m, QSynapsis) and m.pre is not None
+        }
+        clips = [q.clip_ratio.requires_grad_(True) for q in quantizers.values() if q.dynamic and q.symmetric]
+    groups = [{"params": params, "lr": lr}] + ([{"params": clips, "lr": clip_lr}] if clips else [])
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
@@ -113,10 +136,16 @@ def distill(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             opt.step()
+            with torch.no_grad():
+                for c in clips:
+                    c.clamp_(0.05, 1.0)
             schedule.step()
             losses.append(float(loss.detach()))
             bar.set_postfix(kl=f"{losses[-1]:.4f}")
     finally:
+        for c in clips:
+            c.requires_grad_(False)
+            c.grad = None
         model.eval()
         to_spiking(model, path=getattr(model.config, "path", "count"), timesteps=timesteps)
     return losses
