@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_llm import DEFAULT_TEXT, GGUF, smollm2_folder  # noqa: E402
 from bt_neurons.models.conversion import convert, load_source  # noqa: E402
 from bt_neurons.models.evaluation import perplexity  # noqa: E402
-from results_file import machine_info, markers, write_section  # noqa: E402
+from results_file import report  # noqa: E402
 
 THREADS = 2
 VARIANTS = [
@@ -86,29 +85,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--write-results", type=Path)
     args = p.parse_args(argv)
     start = time.perf_counter()
-    lines = run(args)
-    command = "python benchmarks/conversion_ablation.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
+    report(
+        "conversion_ablation",
+        "What each conversion choice buys (SmolLM2, post-training)",
+        run(args),
+        script="benchmarks/conversion_ablation.py",
+        argv=argv,
+        start=start,
+        threads=THREADS,
+        packages=("bt-neurons", "transformers"),
+        results=args.write_results,
     )
-    footer = [
-        f"Command: `{command.strip()}`  ",
-        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}  ",
-        f"Runtime: {time.perf_counter() - start:.0f} s  ",
-        "Machine: "
-        + "; ".join(f"{k}: {v}" for k, v in machine_info(THREADS, ("bt-neurons", "transformers")).items()),
-    ]
-    print("\n".join(lines + footer))
-    if args.write_results:
-        start_mark, end_mark = markers("conversion_ablation")
-        section = [
-            start_mark,
-            "## What each conversion choice buys (SmolLM2, post-training)",
-            "",
-            *lines,
-            *footer,
-        ]
-        write_section(args.write_results, "conversion_ablation", "\n".join([*section, end_mark]) + "\n")
-        print(f"\nwrote section to {args.write_results}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ from bench_llm import DEFAULT_TEXT, GGUF, smollm2_folder  # noqa: E402
 from bt_neurons.models.conversion import convert, load_source  # noqa: E402
 from bt_neurons.models.evaluation import perplexity  # noqa: E402
 from bt_neurons.models.training import distill  # noqa: E402
-from results_file import machine_info, markers, write_section  # noqa: E402
+from results_file import report  # noqa: E402
 
 THREADS = 2
 TRAIN_TEXT = [Path(f"/usr/share/vim/vim90/doc/usr_{i:02d}.txt") for i in (9, 10, 11, 12, 20, 21, 22, 23, 24)]
@@ -110,21 +109,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--write-results", type=Path)
     args = p.parse_args(argv)
     start = time.perf_counter()
-    lines = run(args)
-    command = "python benchmarks/qat_llm.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    footer = [
-        f"Command: `{command.strip()}`  ",
-        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}  ",
-        f"Runtime: {time.perf_counter() - start:.0f} s  ",
-        "Machine: "
-        + "; ".join(f"{k}: {v}" for k, v in machine_info(THREADS, ("bt-neurons", "transformers")).items()),
-    ]
-    print("\n".join(lines + footer))
-    if args.write_results:
-        start_mark, end_mark = markers("qat_llm")
-        section = [start_mark, "## Stage 1 on SmolLM2: quantization-aware distillation", "", *lines, *footer]
-        write_section(args.write_results, "qat_llm", "\n".join([*section, end_mark]) + "\n")
-        print(f"\nwrote section to {args.write_results}")
+    report(
+        "qat_llm",
+        "Stage 1 on SmolLM2: quantization-aware distillation",
+        run(args),
+        script="benchmarks/qat_llm.py",
+        argv=argv,
+        start=start,
+        threads=THREADS,
+        packages=("bt-neurons", "transformers"),
+        results=args.write_results,
+    )
 
 
 if __name__ == "__main__":

@@ -11,14 +11,24 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
 
-__all__ = ["RESULTS_HEADER", "markers", "machine_info", "write_section", "peak_rss_rise_mib", "MALLOC_ENV"]
+__all__ = [
+    "RESULTS_HEADER",
+    "markers",
+    "machine_info",
+    "write_section",
+    "report",
+    "peak_rss_rise_mib",
+    "MALLOC_ENV",
+]
 
 RESULTS_HEADER = (
     "# Benchmark results\n\n"
@@ -71,6 +81,39 @@ def write_section(path: Path, name: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text if text.endswith("\n") else text + "\n")
+
+
+def report(
+    name: str,
+    title: str,
+    lines: list[str],
+    *,
+    script: str,
+    argv: list[str] | None,
+    start: float,
+    threads: int,
+    packages: tuple[str, ...] = ("bt-neurons",),
+    results: Path | None = None,
+) -> None:
+    """Print ``lines`` with a footer (command, date, runtime since ``start``, machine); write section ``name``.
+
+    ``script`` is the script's path as run from the repository root; ``argv``
+    its arguments (None: ``sys.argv[1:]``); the section goes to ``results``
+    (a RESULTS.md) when given.
+    """
+    command = f"python {script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    footer = [
+        f"Command: `{command.strip()}`  ",
+        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}  ",
+        f"Runtime: {time.perf_counter() - start:.0f} s  ",
+        "Machine: " + "; ".join(f"{k}: {v}" for k, v in machine_info(threads, packages).items()),
+    ]
+    print("\n".join(lines + footer))
+    if results is not None:
+        start_mark, end_mark = markers(name)
+        section = [start_mark, f"## {title}", "", *lines, *footer, end_mark]
+        write_section(results, name, "\n".join(section) + "\n")
+        print(f"\nwrote section to {results}")
 
 
 #: glibc returns large freed blocks to the system at once with this setting, so that the

@@ -205,7 +205,8 @@ def _kl_to(teacher, student, x: torch.Tensor) -> float:
     return float(torch.nn.functional.kl_div(s, t, log_target=True, reduction="batchmean")) / x.shape[1]
 
 
-def test_distill_brings_a_converted_llm_closer_to_its_teacher_and_converts_back():
+def _confident_llama() -> LlamaForCausalLM:
+    """A random Llama with larger weights: confident predictions, so conversion at T = 3 costs visibly."""
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=100,
@@ -214,9 +215,13 @@ def test_distill_brings_a_converted_llm_closer_to_its_teacher_and_converts_back(
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        initializer_range=0.1,  # confident predictions, so that conversion at T = 3 costs visibly
+        initializer_range=0.1,
     )
-    ann = LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(config).eval()
+
+
+def test_distill_brings_a_converted_llm_closer_to_its_teacher_and_converts_back():
+    ann = _confident_llama()
     teacher_state = {k: v.clone() for k, v in ann.state_dict().items()}
     snn = convert(ann, timesteps=3, group_size=0)  # one scale per token: conversion costs more
     tokens = torch.randint(0, 100, (2000,), generator=torch.Generator().manual_seed(5))
@@ -251,18 +256,7 @@ def test_clip_ratio_gets_the_learned_step_size_gradient_and_the_value_is_unchang
 
 
 def test_distill_can_learn_the_clip_ratios():
-    torch.manual_seed(0)
-    ann = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=100,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            initializer_range=0.1,
-        )
-    ).eval()
+    ann = _confident_llama()
     snn = convert(ann, timesteps=3)
     before = {n: float(b) for n, b in snn.named_buffers() if n.endswith("pre.clip_ratio")}
     tokens = torch.randint(0, 100, (2000,), generator=torch.Generator().manual_seed(5))
