@@ -229,8 +229,8 @@ class Quantizer(nn.Module):
         if self.per_token_symmetric and not self._observing:
             q, scale = quantize_tokens(x, self.qmax, self.clip_ratio, self.eps)  # fused on the CPU
             return q, scale, None
-        if self.group_size is not None and not self._observing:
-            g = self.grouped(x)  # every group is quantized as a token of its own
+        if self.group_size is not None:  # never calibrated: every group is quantized as a token of its own
+            g = self.grouped(x)
             q, scale = quantize_tokens(g, self.qmax, self.clip_ratio, self.eps)
             return q.reshape(x.shape), scale.expand(g.shape).reshape(x.shape), None
         scale, zero = self.scales(x)
@@ -252,7 +252,7 @@ class Quantizer(nn.Module):
         about ``chunk`` elements elsewhere), with no temporary the size of ``x``;
         other settings fall back to :meth:`quantize` and :meth:`dequantize`.
         """
-        grouped = self.group_size is not None and not self._observing
+        grouped = self.group_size is not None
         if not (self.per_token_symmetric or grouped) or x.requires_grad:
             q, scale, zero = self.quantize(x)
             return x.copy_(self.dequantize(q, scale, zero))
