@@ -53,6 +53,26 @@ def smollm2_folder() -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
+def text_ids(tok, paths: list[Path]) -> torch.Tensor:
+    """The token ids ``[1, N]`` of the UTF-8 files ``paths``, joined by newlines."""
+    return tok("\n".join(Path(p).read_text(encoding="utf-8") for p in paths), return_tensors="pt").input_ids
+
+
+def smollm2_and_text(paths: list[Path], calibration_tokens: int):
+    """SmolLM2 (float32, eval mode), its tokenizer, and the text's ids split into calibration and the rest."""
+    ann, tok = load_source(smollm2_folder(), GGUF)
+    ids = text_ids(tok, paths)
+    return ann.eval(), tok, ids[:, :calibration_tokens], ids[:, calibration_tokens:]
+
+
+def evaluation_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every SmolLM2 script shares: windows, calibration tokens, the RESULTS.md to update."""
+    p.add_argument("--window", type=int, default=256, help="tokens per window (default 256)")
+    p.add_argument("--windows", type=int, default=16, help="evaluation windows (default 16: 4096 tokens)")
+    p.add_argument("--calibration-tokens", type=int, default=256)
+    p.add_argument("--write-results", type=Path, help="update this RESULTS.md")
+
+
 def memory_child(kind: str, args: argparse.Namespace) -> None:
     """In a fresh process (started with MALLOC_ENV): weights and peak RSS rise of one prefill, as JSON."""
     import ctypes
@@ -104,16 +124,12 @@ def greedy(model, tok, prompt: str, tokens: int = 8) -> str:
 
 def run(args: argparse.Namespace) -> list[str]:
     torch.set_num_threads(THREADS)
-    folder = smollm2_folder()
-    ann, tok = load_source(folder, GGUF)
-    text = "\n".join(Path(p).read_text(encoding="utf-8") for p in args.text)
-    ids = tok(text, return_tensors="pt").input_ids
-    calib, rest = ids[:, : args.calibration_tokens], ids[:, args.calibration_tokens :]
+    ann, tok, calib, rest = smollm2_and_text(args.text, args.calibration_tokens)
     W = args.window
     evaluated = windows(rest, W, args.windows)
     lines = [
         f"Model: SmolLM2-135M-Instruct (GGUF Q4_1 weights, dequantized to float32). Text: "
-        f"{', '.join(Path(p).name for p in args.text)} ({ids.shape[1]} tokens); calibration: the first "
+        f"{', '.join(Path(p).name for p in args.text)} ({calib.shape[1] + rest.shape[1]} tokens); calibration: the first "
         f"{calib.shape[1]} tokens; evaluation: {evaluated.shape[0]} windows x {W} tokens "
         f"({evaluated.numel()} tokens) after them.",
         "",
@@ -319,15 +335,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--text", nargs="+", type=Path, default=DEFAULT_TEXT, help="UTF-8 text files")
     p.add_argument("--timesteps", nargs="+", type=int, default=[7, 15, 31, 127])
     p.add_argument("--peer-timesteps", nargs="+", type=int, default=[7, 15, 31])
-    p.add_argument("--window", type=int, default=256)
-    p.add_argument("--windows", type=int, default=16, help="evaluation windows (default 16: 4096 tokens)")
+    evaluation_arguments(p)
     p.add_argument("--spike-windows", type=int, default=1)
     p.add_argument("--peer-windows", type=int, default=4, help="windows for SpikingJelly's recipe (0: skip)")
-    p.add_argument("--calibration-tokens", type=int, default=256)
     p.add_argument("--decode-tokens", type=int, default=16)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--verbose", action="store_true")
-    p.add_argument("--write-results", type=Path, help="update this RESULTS.md")
     p.add_argument("--memory-child", choices=("ann", "snn"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:

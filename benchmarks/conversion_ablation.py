@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_llm import DEFAULT_TEXT, GGUF, smollm2_folder  # noqa: E402
-from bt_neurons.models.conversion import convert, load_source  # noqa: E402
+from bench_llm import DEFAULT_TEXT, evaluation_arguments, smollm2_and_text  # noqa: E402
+from bt_neurons.models.conversion import convert  # noqa: E402
 from bt_neurons.models.evaluation import perplexity  # noqa: E402
 from results_file import report  # noqa: E402
 
@@ -48,10 +48,7 @@ def weight_mib(model: torch.nn.Module) -> float:
 
 def run(args: argparse.Namespace) -> list[str]:
     torch.set_num_threads(THREADS)
-    ann, tok = load_source(smollm2_folder(), GGUF)
-    ann.eval()
-    ids = tok("\n".join(p.read_text(encoding="utf-8") for p in DEFAULT_TEXT), return_tensors="pt").input_ids
-    calib, rest = ids[:, : args.calibration_tokens], ids[:, args.calibration_tokens :]
+    ann, _, calib, rest = smollm2_and_text(DEFAULT_TEXT, args.calibration_tokens)
     W = args.window
     ppl_ann = perplexity(ann, rest, W, max_windows=args.windows)
     lines = [
@@ -79,10 +76,7 @@ def run(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--timesteps", type=int, default=15)
-    p.add_argument("--window", type=int, default=256)
-    p.add_argument("--windows", type=int, default=16)
-    p.add_argument("--calibration-tokens", type=int, default=256)
-    p.add_argument("--write-results", type=Path)
+    evaluation_arguments(p)
     args = p.parse_args(argv)
     start = time.perf_counter()
     report(

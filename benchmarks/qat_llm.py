@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_llm import DEFAULT_TEXT, GGUF, smollm2_folder  # noqa: E402
-from bt_neurons.models.conversion import convert, load_source  # noqa: E402
+from bench_llm import DEFAULT_TEXT, evaluation_arguments, smollm2_and_text, text_ids  # noqa: E402
+from bt_neurons.models.conversion import convert  # noqa: E402
 from bt_neurons.models.evaluation import perplexity  # noqa: E402
 from bt_neurons.models.training import distill  # noqa: E402
 from results_file import report  # noqa: E402
@@ -36,15 +36,8 @@ TRAIN_TEXT = [Path(f"/usr/share/vim/vim90/doc/usr_{i:02d}.txt") for i in (9, 10,
 def run(args: argparse.Namespace) -> list[str]:
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    ann, tok = load_source(smollm2_folder(), GGUF)
-    ann.eval()
-    eval_ids = tok(
-        "\n".join(p.read_text(encoding="utf-8") for p in DEFAULT_TEXT), return_tensors="pt"
-    ).input_ids
-    calib, rest = eval_ids[:, : args.calibration_tokens], eval_ids[:, args.calibration_tokens :]
-    train_ids = tok(
-        "\n".join(p.read_text(encoding="utf-8") for p in TRAIN_TEXT), return_tensors="pt"
-    ).input_ids[0]
+    ann, tok, calib, rest = smollm2_and_text(DEFAULT_TEXT, args.calibration_tokens)
+    train_ids = text_ids(tok, TRAIN_TEXT)[0]
     W = args.window
     ppl_ann = perplexity(ann, rest, W, max_windows=args.windows)
     lines = [
@@ -102,11 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--window", type=int, default=256)
-    p.add_argument("--windows", type=int, default=16)
-    p.add_argument("--calibration-tokens", type=int, default=256)
     p.add_argument("--learn-clip", action="store_true", help="also train the encoders' clip ratios (LSQ)")
-    p.add_argument("--write-results", type=Path)
+    evaluation_arguments(p)
     args = p.parse_args(argv)
     start = time.perf_counter()
     report(
