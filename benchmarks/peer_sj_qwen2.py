@@ -29,9 +29,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-# transformers imports torchvision/torchaudio when present; their C ops do not load with torch 2.13+cpu
-from bt_neurons.models import _transformers  # noqa: F401,E402  (marks them absent when broken)
 from spikingjelly.activation_based import functional
 from spikingjelly.activation_based.ann2snn import ModuleConverter
 from spikingjelly.activation_based.ann2snn.recipes import (
@@ -39,7 +36,11 @@ from spikingjelly.activation_based.ann2snn.recipes import (
     Qwen2SNNRecipe,
     calibrate_qwen2_snn,
 )
-from transformers import Qwen2Config, Qwen2ForCausalLM  # noqa: E402
+
+# transformers imports torchvision/torchaudio when present; their C ops do not load with torch 2.13+cpu
+from bt_neurons import _optional_imports  # noqa: F401  (marks a broken torchvision absent)
+
+from transformers import Qwen2Config, Qwen2ForCausalLM  # noqa: E402  isort: skip
 
 _RECIPE_DEFAULT_LEVELS: int = next(
     f.default for f in dataclasses.fields(Qwen2SNNConfig) if f.name == "calibration_levels"

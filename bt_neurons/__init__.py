@@ -3,10 +3,15 @@
 The SpikingJelly face (multi-step ``neuron.BaseNode`` subclasses) lives here;
 the snnTorch face in `snntorch`; the pure dynamics in
 `functional`.
+
+Importing `bt_neurons` first also lets ``transformers`` be imported on machines
+where the torchvision that SpikingJelly pulls in cannot load (a CPU torch with
+PyPI's CUDA torchvision): it is then marked absent, not broken.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import _optional_imports  # noqa: F401  (first: a broken torchvision must read as absent)
 from .accounting import SpikeStats, track_spikes
 from .custom_neuron_node import CustomNeuronNode
 from .eiif_encoder import EIIFEncoder

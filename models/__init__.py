@@ -11,7 +11,7 @@ transformers' ``AutoConfig`` and ``AutoModelForCausalLM`` (model type
 - `perplexity`, `energy_per_token`: measure a model on text.
 """
 
-from . import _transformers  # noqa: F401  (must precede the transformers import)
+from . import _transformers  # noqa: F401  (bt_neurons first: a broken torchvision reads as absent)
 from .configuration import OPERATORS, BTSpikingConfig, operator_modes
 from .conversion import SUPPORTED_ARCHITECTURES, calibrate, convert, load_source
 from .evaluation import EnergyReport, energy_per_token, perplexity

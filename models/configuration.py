@@ -10,7 +10,7 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig  # noqa: E402
 
-from . import _transformers  # noqa: F401  (must precede the transformers import)
+from . import _transformers  # noqa: F401  (bt_neurons first: a broken torchvision reads as absent)
 
 __all__ = ["BTSpikingConfig", "OPERATORS", "operator_modes"]
 

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from bt_neurons import QSynapsis, Quantizer, SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis
 
-from . import _transformers  # noqa: F401  (must precede the transformers imports)
+from ._transformers import cache_argument, cache_field, with_cache
 from .configuration import BTSpikingConfig
 from .rotation import hadamard_transform
 
@@ -320,11 +320,18 @@ class BTSpikingModel(BTSpikingPreTrainedModel):
         input_ids: Tensor | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: Tensor | None = None,
         use_cache: bool | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
+        """Last hidden states ``[B, L, hidden]`` and the KV cache.
+
+        The cache is taken as ``cache`` or ``past_key_values`` (the name
+        depends on the transformers release; see `cache_argument`).
+        """
+        past_key_values = cache_argument(cache, past_key_values)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
@@ -348,7 +355,7 @@ class BTSpikingModel(BTSpikingPreTrainedModel):
             hidden = layer(hidden, position_embeddings, allowed, cache)
         self.norm.mode = self.config.operators["rmsnorm"]
         hidden = self.norm(hidden)
-        return BaseModelOutputWithPast(last_hidden_state=hidden, past_key_values=cache)
+        return with_cache(BaseModelOutputWithPast, cache, last_hidden_state=hidden)
 
 
 class BTSpikingForCausalLM(BTSpikingPreTrainedModel, GenerationMixin):
@@ -390,19 +397,25 @@ class BTSpikingForCausalLM(BTSpikingPreTrainedModel, GenerationMixin):
         input_ids: Tensor | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: Tensor | None = None,
         labels: Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | Tensor = 0,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        """Logits ``[B, L, vocab]`` (the last ``logits_to_keep`` positions when it is > 0)."""
+        """Logits ``[B, L, vocab]`` (the last ``logits_to_keep`` positions when it is > 0).
+
+        The KV cache is taken as ``cache`` (what transformers' ``generate()``
+        passes in current releases) or ``past_key_values`` (earlier releases),
+        and returned under the installed release's field name.
+        """
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache_argument(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
         )
@@ -417,4 +430,6 @@ class BTSpikingForCausalLM(BTSpikingPreTrainedModel, GenerationMixin):
             loss = self.loss_function(
                 logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs
             )
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
+        return with_cache(
+            CausalLMOutputWithPast, getattr(out, cache_field(type(out))), loss=loss, logits=logits
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from bt_neurons.models import BTSpikingConfig, BTSpikingForCausalLM, operator_modes
+from bt_neurons.models._transformers import CACHE_ARGUMENT_NAMES, cache_field
 from bt_neurons.models.conversion import SUPPORTED_ARCHITECTURES, calibrate, convert
 from bt_neurons.models.evaluation import energy_per_token, perplexity, windows
 from bt_neurons.models.rotation import hadamard_matrix, hadamard_transform, random_orthogonal
@@ -309,35 +310,122 @@ def test_left_padding_does_not_change_the_real_tokens():
     assert torch.allclose(out[:, 3:], alone, atol=1e-5, rtol=1e-5)
 
 
+def returned_cache(out):
+    """The KV cache of a model output, under the field name of the installed transformers."""
+    return getattr(out, cache_field(type(out)))
+
+
+@pytest.mark.parametrize("name", CACHE_ARGUMENT_NAMES)
 @pytest.mark.parametrize("operators", ["hybrid", "spiking"])
-def test_kv_cache_gives_the_uncached_logits(operators):
+def test_kv_cache_gives_the_uncached_logits(operators, name):
     model = convert(tiny_ann("qwen2", bias=True), 7, operators=operators)
     x = ids(2, 10)
     full = logits(model, x)
     with torch.no_grad():
         out = model(input_ids=x[:, :6], use_cache=True)
         steps = [out.logits]
-        cache = out.past_key_values
+        cache = returned_cache(out)
+        assert cache is not None and cache.get_seq_length() == 6
         for t in range(6, 10):
-            out = model(input_ids=x[:, t : t + 1], past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+            out = model(input_ids=x[:, t : t + 1], use_cache=True, **{name: cache})
+            assert returned_cache(out) is cache and cache.get_seq_length() == t + 1
             steps.append(out.logits)
     assert torch.allclose(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 
-def test_generate_greedy_and_sampling_with_and_without_cache():
+def test_the_base_model_takes_the_cache_under_both_names():
     model = convert(tiny_ann(), 7)
-    prompt = ids(2, 5)
+    x = ids(1, 7)
     with torch.no_grad():
-        cached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=True, pad_token_id=0)
-        uncached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=False, pad_token_id=0)
-        torch.manual_seed(3)
-        sampled = model.generate(prompt, max_new_tokens=8, do_sample=True, top_k=10, pad_token_id=0)
-    assert cached.shape == (2, 13) and sampled.shape == (2, 13)
+        full = model.model(input_ids=x, use_cache=False).last_hidden_state
+        for name in CACHE_ARGUMENT_NAMES:
+            out = model.model(input_ids=x[:, :4], use_cache=True)
+            cache = returned_cache(out)
+            rest = model.model(input_ids=x[:, 4:], use_cache=True, **{name: cache}).last_hidden_state
+            assert torch.allclose(torch.cat([out.last_hidden_state, rest], 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_two_different_caches_are_refused():
+    model = convert(tiny_ann(), 7)
+    x = ids(1, 4)
+    with torch.no_grad():
+        a = returned_cache(model(input_ids=x, use_cache=True))
+        b = returned_cache(model(input_ids=x, use_cache=True))
+        with pytest.raises(ValueError, match="cache or as past_key_values"):
+            model(input_ids=x[:, :1], cache=a, past_key_values=b, use_cache=True)
+
+
+def left_padded_prompt() -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of 2 prompts, the second one 3 tokens shorter and left-padded with token 0."""
+    prompt = ids(2, 7, seed=5)
+    mask = torch.ones_like(prompt)
+    prompt[1, :3], mask[1, :3] = 0, 0
+    return prompt, mask
+
+
+def reference_logits(model, sequences: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+    """The full uncached forward over the generated sequences: entry ``i`` predicts token ``P + i``."""
+    mask = torch.cat([prompt_mask, torch.ones_like(sequences[:, prompt_mask.shape[1] :])], 1)
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    with torch.no_grad():
+        out = model(input_ids=sequences[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1])
+    return out.logits[:, prompt_mask.shape[1] - 1 :]
+
+
+def context_free_greedy(model, prompt: torch.Tensor, steps: int) -> torch.Tensor:
+    """What a decoder that forgets its context would say: each token from the previous one alone."""
+    last, tokens = prompt[:, -1:], []
+    for _ in range(steps):
+        last = logits(model, last)[:, -1:].argmax(-1)
+        tokens.append(last)
+    return torch.cat(tokens, 1)
+
+
+@pytest.mark.parametrize("sample", [False, True], ids=["greedy", "sampled"])
+def test_generate_with_the_cache_gives_the_full_forward_logits_at_every_step(sample):
+    model = convert(tiny_ann(tied=False), 7)  # a random model whose next token depends on its context
+    model.generation_config.eos_token_id = None  # always generate all the steps
+    prompt, mask = left_padded_prompt()
+    steps = 10
+    kwargs = dict(do_sample=True, top_k=5) if sample else dict(do_sample=False)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        out = model.generate(
+            prompt,
+            attention_mask=mask,
+            max_new_tokens=steps,
+            pad_token_id=0,
+            use_cache=True,
+            output_logits=True,
+            return_dict_in_generate=True,
+            **kwargs,
+        )
+    sequences, P = out.sequences, prompt.shape[1]
+    assert sequences.shape == (2, P + steps) and torch.equal(sequences[:, :P], prompt)
+    generated = torch.stack(out.logits, 1)  # [B, steps, vocab], the logits before sampling
+    reference = reference_logits(model, sequences, mask)
+    assert generated.shape == reference.shape == (2, steps, VOCAB)
+    assert torch.allclose(generated, reference, atol=1e-4, rtol=1e-4), (generated - reference).abs().max()
+    new = sequences[:, P:]
+    if sample:  # every sampled token lies in the top 5 of the full forward's logits at its step
+        top = reference.topk(5, dim=-1).indices
+        assert (top == new[..., None]).any(-1).all()
+    else:
+        assert torch.equal(new, reference.argmax(-1))
+    # the test can tell: a decoder that drops its context would have said something else
+    assert (new != context_free_greedy(model, prompt, steps)).float().mean() > 0.5
+
+
+def test_generate_gives_the_same_tokens_with_and_without_the_cache():
+    model = convert(tiny_ann(tied=False), 7)
+    model.generation_config.eos_token_id = None
+    prompt, mask = left_padded_prompt()
+    common = dict(attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        cached = model.generate(prompt, use_cache=True, **common)
+        uncached = model.generate(prompt, use_cache=False, **common)
+    assert cached.shape == (2, 15)
     assert torch.equal(cached, uncached)
-    assert torch.equal(cached[:, :5], prompt) and torch.equal(sampled[:, :5], prompt)
-    # greedy decoding picks the argmax of the model's own logits
-    assert torch.equal(cached[:, 5], logits(model, prompt)[:, -1].argmax(-1))
 
 
 def test_save_and_load_round_trip(tmp_path):

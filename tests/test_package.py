@@ -70,3 +70,48 @@ def test_layering_imports_flow_one_way():
 
 def test_version():
     assert bt_neurons.__version__ != "0+unknown"
+
+
+USER_SCRIPT = """
+import bt_neurons  # first: on a CPU torch, the CUDA torchvision SpikingJelly pulls in then reads as absent
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, pipeline
+
+config = LlamaConfig(
+    vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+    num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+)
+model = AutoModelForCausalLM.from_config(config).eval()
+out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=2, do_sample=False, pad_token_id=0)
+print("generated", out.shape[1], callable(pipeline))
+"""
+
+
+def test_a_user_script_that_imports_bt_neurons_then_transformers_works(tmp_path):
+    script = tmp_path / "user_script.py"
+    script.write_text(USER_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "generated 5 True"
+
+
+def test_a_working_optional_package_is_left_alone_and_a_broken_one_reads_as_absent(tmp_path):
+    (tmp_path / "broken_pkg").mkdir()
+    (tmp_path / "broken_pkg" / "__init__.py").write_text(
+        "raise RuntimeError('operator x::nms does not exist')\n"
+    )
+    (tmp_path / "fine_pkg").mkdir()
+    (tmp_path / "fine_pkg" / "__init__.py").write_text("VALUE = 3\n")
+    code = (
+        "import importlib.util, sys\n"
+        "from bt_neurons._optional_imports import hide_broken_optional_imports\n"
+        "print(hide_broken_optional_imports(('broken_pkg', 'fine_pkg')))\n"
+        "print(importlib.util.find_spec('broken_pkg'), sys.modules['fine_pkg'].VALUE)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:2] == ["['broken_pkg']", "None 3"]
