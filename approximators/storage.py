@@ -108,7 +108,7 @@ def save_approximator(approx, directory: str | os.PathLike, name: str, metadata:
     """Write ``<name>.safetensors`` and ``<name>.json`` into ``directory`` atomically.
 
     Args:
-        approx: a `NeuronArrayApproximator`.
+        approx (NeuronArrayApproximator): the approximator to save.
         directory: destination folder (created if missing).
         name: file stem.
         metadata: JSON-serialisable facts to record (target, errors, seed, ...).

@@ -229,9 +229,12 @@ class Synapsis(nn.Module):
         post_timesteps: steps of the postsynaptic neurons (default ``T``); ``None``
             together with ``post=False`` leaves the output unencoded.
         post: encode the output with postsynaptic neurons.
-        pre_quantizer, post_quantizer: where the scales come from (default:
-            symmetric per-token dynamic quantizers with ``qmax = T``); calibrated
-            static quantizers work too. They must be symmetric.
+        pre_quantizer: where the input scales come from (default: a symmetric
+            per-token dynamic quantizer with ``qmax = T``); a calibrated static
+            quantizer works too. It must be symmetric.
+        post_quantizer: where the output scales come from (default: a symmetric
+            per-token dynamic quantizer with ``qmax = T_post``); a calibrated
+            static quantizer works too. It must be symmetric.
         path: ``"count"`` (default) or ``"spike"``.
 
     Forward: input ``[..., in]`` (float; for an embedding, ids ``[...]``),

@@ -60,7 +60,7 @@ def perplexity(
 
 
 def ann_macs_per_token(config, context: int) -> float:
-    """Multiply-accumulates per token of the Llama / Qwen2 ANN at an average context of ``context`` keys.
+    r"""Multiply-accumulates per token of the Llama / Qwen2 ANN at an average context of ``context`` keys.
 
     Linear layers (attention projections, MLP, ``lm_head``) plus the two
     attention products $q k^\top$ and $P v$ (``2 * heads * head_dim * context``).

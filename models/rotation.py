@@ -53,16 +53,18 @@ def _cached_hadamard(n: int, dtype: torch.dtype, device: torch.device) -> Tensor
 def hadamard_transform(x: Tensor, block: int) -> Tensor:
     """``x @ blockdiag(H, ..., H)`` over the last axis, ``H = hadamard_matrix(block)``.
 
+    ``H_{ab} = H_a (x) H_b`` (Kronecker product), so a block larger than 64 is
+    applied as two small products (``b = 64`` along the fast axis,
+    ``a = block / 64`` along the slow one), ``a + b`` multiply-adds per element
+    instead of ``block``. As synapses, every weight is ``±1/sqrt(block)``:
+    additions and subtractions, then one scaling.
+
     Args:
         x: ``[..., C]`` with ``C`` a multiple of ``block``.
         block: a power of two.
 
     Returns:
-        A new tensor of ``x``'s shape and dtype. ``H_{ab} = H_a (x) H_b`` (Kronecker product), so a
-        block larger than 64 is applied as two small products (``b = 64``
-        along the fast axis, ``a = block / 64`` along the slow one): ``a + b``
-        multiply-adds per element instead of ``block``. As synapses, every
-        weight is ``±1/sqrt(block)``: additions and subtractions, then one scaling.
+        A new tensor of ``x``'s shape and dtype.
     """
     _check_power_of_two("block", block)
     C = x.shape[-1]

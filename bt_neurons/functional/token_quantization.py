@@ -274,8 +274,11 @@ def fake_quantize_tokens_(
 
     Args:
         x: ``[..., C]`` floating tensor without autograd; overwritten.
-        qmax, clip_ratio, eps, compiled: as in `token_scales`.
+        qmax: the largest level ``Q >= 1`` (as in `token_scales`).
+        clip_ratio: ``c`` in ``(0, 1]`` (as in `token_scales`).
+        eps: the smallest scale (as in `token_scales`).
         chunk: elements per block of the torch implementation.
+        compiled: use the compiled kernel where it applies (as in `token_scales`).
 
     Returns:
         ``x``.
@@ -299,7 +302,10 @@ def quantize_tokens(
 
     Args:
         x: ``[..., C]`` floating tensor (read only; autograd is ignored).
-        qmax, clip_ratio, eps, compiled: as in `token_scales`.
+        qmax: the largest level ``Q >= 1`` (as in `token_scales`).
+        clip_ratio: ``c`` in ``(0, 1]`` (as in `token_scales`).
+        eps: the smallest scale (as in `token_scales`).
+        compiled: use the compiled kernel where it applies (as in `token_scales`).
 
     Returns:
         ``(q, s)``: ``q`` ``[..., C]`` in ``x``'s dtype with integer values in

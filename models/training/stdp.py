@@ -65,8 +65,10 @@ def stdp_delta(
     Args:
         pre: presynaptic spikes ``[T, N, in]`` (in {-1, 0, +1}, or any real values).
         post: postsynaptic spikes ``[T, N, out]``.
-        a_plus, a_minus: amplitudes $A_\pm \ge 0$.
-        tau_plus, tau_minus: time constants $\tau_\pm > 0$ in steps.
+        a_plus: potentiation amplitude $A_+ \ge 0$.
+        a_minus: depression amplitude $A_- \ge 0$.
+        tau_plus: potentiation time constant $\tau_+ > 0$ in steps.
+        tau_minus: depression time constant $\tau_- > 0$ in steps.
 
     Returns:
         $\frac1N \sum_n \sum_{t_i, t_j} s_i(t_i)\, s_j(t_j)\, K(t_i - t_j)$
