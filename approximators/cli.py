@@ -5,6 +5,7 @@ Examples::
     bt-fit silu                                  # a built-in target, default settings
     bt-fit --list                                # the built-in targets and their domains
     bt-fit mypkg.mymodule:myfunc --domain -4 4   # your own function, imported by path
+                                                 # (from the current folder too)
     bt-fit exp --neurons 32 --timesteps 8 --out fitted/
 
 It writes ``<name>.safetensors``, ``<name>.json`` and ``<name>.png`` to
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import sys
 import tempfile
 import time
@@ -32,9 +34,26 @@ class CLIError(Exception):
     """A mistake in the command line; printed as ``bt-fit: error: ...`` with exit status 2."""
 
 
+def _import_from_cwd(module_name: str):
+    """Import ``module_name`` as ``python -m`` would: the current folder first on ``sys.path``.
+
+    The folder is on ``sys.path`` only during the import (unless it already was).
+    """
+    cwd = os.getcwd()
+    added = not any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path)
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def resolve_function(spec: str) -> Callable[[Tensor], Tensor]:
     """Import ``module.path:function`` (never evaluates text) and return a float64 tensor function.
 
+    The module is looked up in the current folder first, then on ``sys.path``.
     The function may accept a tensor (preferred) or a single float; in the
     latter case it is applied element by element.
     """
@@ -42,7 +61,7 @@ def resolve_function(spec: str) -> Callable[[Tensor], Tensor]:
     if not module_name or not attr:
         raise CLIError(f"a function target must look like 'package.module:function', got {spec!r}")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_from_cwd(module_name)
     except ImportError as exc:
         raise CLIError(f"cannot import module {module_name!r} for target {spec!r}: {exc}") from None
     obj = module
@@ -92,25 +111,77 @@ def _check_out(out: Path) -> None:
         raise CLIError(f"--out {str(out)!r} is not a writable folder: {exc.strerror or exc}") from None
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to every option's help, unless the help already states its default.
+
+    Flags are off unless given and get no note; an option whose default is
+    None says in its own help what happens without it.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.nargs == 0
+            or any(action.default is v for v in (None, argparse.SUPPRESS))
+        ):
+            return text
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bt-fit",
         description="Fit an array of spiking CustomNeurons to a function and save it.",
-        epilog="Built-in targets: bt-fit --list. Your own: bt-fit package.module:function --domain LO HI.",
+        epilog="Built-in targets: bt-fit --list. Your own: bt-fit package.module:function --domain LO HI "
+        "(the module is imported from the current folder or the installed packages).",
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("target", nargs="?", help="a built-in target name or package.module:function")
     p.add_argument("--list", action="store_true", help="list the built-in targets and exit")
-    p.add_argument("--domain", nargs=2, type=float, metavar=("LO", "HI"), help="domain covered by neurons")
-    p.add_argument("--neurons", type=int, help="number of neurons P")
-    p.add_argument("--timesteps", type=int, help="time steps per neuron T (max spikes per evaluation)")
-    p.add_argument("--partition", choices=["linear", "log", "power"], help="how the domain is split")
-    p.add_argument("--symmetry", choices=["none", "even", "odd"], help="use f(-x) = f(x) or -f(x)")
-    p.add_argument("--metric", choices=["abs", "rel"], help="minimise absolute or relative error")
-    p.add_argument("--steps", type=int, default=300, help="gradient-descent steps (default 300)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", default=".", help="output folder (default: current folder)")
+    from .targets import TargetSpec
+
+    def target_default(option: str, listed: bool = True) -> str:
+        """The default of an option a target chooses: the built-in target's, or TargetSpec's."""
+        own = TargetSpec.__dataclass_fields__[option].default
+        return (
+            f"(default: the built-in target's{', see --list' if listed else ''}; {own} for your own function)"
+        )
+
+    p.add_argument(
+        "--domain",
+        nargs=2,
+        type=float,
+        metavar=("LO", "HI"),
+        help="domain covered by neurons (default: the built-in target's, see --list; "
+        "required for your own function)",
+    )
+    p.add_argument("--neurons", type=int, help=f"number of neurons P {target_default('neurons')}")
+    p.add_argument(
+        "--timesteps",
+        type=int,
+        help=f"time steps per neuron T, the most spikes per evaluation {target_default('timesteps')}",
+    )
+    p.add_argument(
+        "--partition",
+        choices=["linear", "log", "power"],
+        help=f"how the domain is split {target_default('partition', listed=False)}",
+    )
+    p.add_argument(
+        "--symmetry",
+        choices=["none", "even", "odd"],
+        help=f"use f(-x) = f(x) or -f(x) {target_default('symmetry', listed=False)}",
+    )
+    p.add_argument(
+        "--metric",
+        choices=["abs", "rel"],
+        help=f"minimise absolute or relative error {target_default('metric', listed=False)}",
+    )
+    p.add_argument("--steps", type=int, default=300, help="gradient-descent steps")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the measured samples")
+    p.add_argument("--out", default=".", help="output folder (default: the current folder)")
     p.add_argument("--name", help="file stem of the outputs (default: the target's name)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

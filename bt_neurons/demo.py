@@ -20,6 +20,13 @@ __all__ = ["main", "encode_and_describe"]
 
 _GLYPH = {1: "+", -1: "-", 0: "."}
 
+# What `bt-demo --help` shows: plain text (the module docstring is markup).
+_DESCRIPTION = (
+    "Encode a few values with an EI_IF neuron and show what it did: each value's spike train, "
+    "its spike count from the spike path (simulated step by step) and from the count path "
+    "(closed form), and whether the two agree."
+)
+
 
 def encode_and_describe(values: list[float], T: int, theta_0: float = 0.5, alpha: float = 1.0) -> str:
     """Encode ``values`` with EI_IF neurons over ``T`` steps; return a printable report."""
@@ -48,7 +55,9 @@ def encode_and_describe(values: list[float], T: int, theta_0: float = 0.5, alpha
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bt-demo``."""
-    parser = argparse.ArgumentParser(prog="bt-demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="bt-demo", description=_DESCRIPTION, epilog="example: bt-demo 0.4 1.49 -2.5 --timesteps 4"
+    )
     parser.add_argument(
         "values",
         nargs="*",
@@ -56,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[-9.0, -2.5, -0.6, 0.0, 0.4, 0.5, 1.49, 3.7, 12.0],
         help="values to encode (default: a few examples)",
     )
-    parser.add_argument("--timesteps", "-T", type=int, default=8, help="time steps (default 8)")
+    parser.add_argument("--timesteps", "-T", type=int, default=8, help="time steps T (default: 8)")
     args = parser.parse_args(argv)
     if args.timesteps <= 0:
         parser.error(f"--timesteps must be a positive integer, got {args.timesteps}")

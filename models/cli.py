@@ -2,9 +2,11 @@
 
 ``bt-convert SRC DST --timesteps T`` converts a local Llama / Qwen2 checkpoint
 (a folder, or a ``.gguf`` file) and writes the spiking model and its tokenizer to
-``DST`` (a folder written whole or not at all); ``--distill-file F`` adds
-stage 1 (quantization-aware distillation to the source model on the text of F). ``bt-chat DST`` generates from
-it: once with ``--prompt``, or a conversation read line by line from stdin.
+``DST`` (a folder written whole or not at all), with progress bars on stderr;
+``--distill-file F`` adds stage 1 (quantization-aware distillation to the
+source model on the text of F). ``bt-chat DST`` generates from it, printing
+each answer as it is generated: once with ``--prompt``, or a conversation read
+line by line from stdin.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 __all__ = ["chat_main", "convert_main"]
@@ -42,16 +45,38 @@ _positive = _at_least(1, "a positive integer")
 _nonnegative = _at_least(0, "an integer >= 0")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to every option's help, unless the help already states its default.
+
+    Flags (``store_true``) are off unless given and get no note; an option
+    whose default is None says in its own help what happens without it.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.nargs == 0
+            or any(action.default is v for v in (None, argparse.SUPPRESS))
+        ):
+            return text
+        return super()._get_help_string(action)
+
+
 def _spiking_arguments(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument(
-        "--path", choices=("count", "spike"), default="count" if defaults else None, help="execution path"
+        "--path",
+        choices=("count", "spike"),
+        default="count" if defaults else None,
+        help="execution path" + ("" if defaults else " (default: the model's)"),
     )
     parser.add_argument(
         "--operators",
         choices=("hybrid", "spiking", "float"),
         default="hybrid" if defaults else None,
         help="hybrid: spiking linear layers and attention products, float softmax/RMSNorm/SiLU; "
-        "spiking: every operator spiking; float: the ANN twin",
+        "spiking: every operator spiking; float: the ANN twin"
+        + ("" if defaults else " (default: the model's)"),
     )
 
 
@@ -59,20 +84,29 @@ def convert_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bt-convert",
         description="Convert a local Llama / Qwen2 checkpoint into a bt-neurons spiking model.",
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("src", help="folder of the Hugging Face checkpoint, or a .gguf file")
     p.add_argument("dst", help="folder to write the spiking model to (must not exist unless --force)")
-    p.add_argument("--timesteps", "-T", type=_positive, default=15, help="EI_IF time steps T (default 15)")
-    p.add_argument("--gguf-file", help="the GGUF file inside SRC")
-    p.add_argument("--calibration-file", help="a UTF-8 text file to calibrate the clip ratios on")
-    p.add_argument("--calibration-tokens", type=_positive, default=256, help="tokens used (default 256)")
+    p.add_argument("--timesteps", "-T", type=_positive, default=15, help="EI_IF time steps T")
+    p.add_argument(
+        "--gguf-file",
+        help="the GGUF file inside SRC (default: none, SRC is a transformers checkpoint or a .gguf file)",
+    )
+    p.add_argument(
+        "--calibration-file",
+        help="a UTF-8 text file to calibrate the clip ratios on (default: none, clip ratio 1 everywhere)",
+    )
+    p.add_argument(
+        "--calibration-tokens", type=_positive, default=256, help="tokens of the calibration text used"
+    )
     p.add_argument("--no-rotate", action="store_true", help="do not fold rotations into the weights")
     p.add_argument("--seed", type=int, default=0, help="seed of the residual rotation")
     p.add_argument(
         "--group-size",
         type=_nonnegative,
         help="input channels per encoder scale of the linear layers (default: the head dimension "
-        "when it divides every layer's width; 0: one scale per token)",
+        "when it divides every layer's width, else 0; 0: one scale per token)",
     )
     p.add_argument(
         "--final-mixer",
@@ -83,11 +117,12 @@ def convert_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--distill-file",
         help="a UTF-8 text file to run stage 1 on after conversion: quantization-aware distillation "
-        "to the source model (recovers most of the accuracy lost at small T)",
+        "to the source model, which recovers most of the accuracy lost at small T (default: none, no "
+        "distillation)",
     )
-    p.add_argument("--distill-steps", type=_positive, default=200, help="distillation steps (default 200)")
-    p.add_argument("--distill-lr", type=float, default=3e-5, help="peak learning rate (default 3e-5)")
-    p.add_argument("--distill-seq", type=_positive, default=256, help="tokens per window (default 256)")
+    p.add_argument("--distill-steps", type=_positive, default=200, help="distillation steps")
+    p.add_argument("--distill-lr", type=float, default=3e-5, help="peak learning rate of the distillation")
+    p.add_argument("--distill-seq", type=_positive, default=256, help="tokens per distillation window")
     p.add_argument(
         "--distill-learn-clip",
         action="store_true",
@@ -132,12 +167,18 @@ def _read_text(option: str, path: str | None) -> str | None:
 def convert_main(argv: list[str] | None = None) -> int:
     """Entry point of ``bt-convert``; returns the exit status (2 for a usage error)."""
     args = convert_parser().parse_args(argv)
+    start = time.perf_counter()
     src, dst = Path(args.src), Path(args.dst)
     if src.suffix == ".gguf" and src.is_file() and args.gguf_file is None:
         src, args.gguf_file = src.parent, src.name
     try:
+        if not src.exists():
+            raise _UsageError(
+                f"src {str(src)!r} does not exist: expected a checkpoint folder or a .gguf file"
+            )
         if not src.is_dir():
-            raise _UsageError(f"src {str(src)!r} is not a folder")
+            what = "a checkpoint folder" if args.gguf_file else "a checkpoint folder or a .gguf file"
+            raise _UsageError(f"src {str(src)!r} is not {what}")
         if dst.exists() and not args.force:
             raise _UsageError(f"dst {str(dst)!r} already exists (use --force to replace it)")
         if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
@@ -146,8 +187,13 @@ def convert_main(argv: list[str] | None = None) -> int:
         distill_text = _read_text("--distill-file", args.distill_file)
         from .conversion import convert, load_source
 
-        print(f"loading {src} ...", file=sys.stderr)
+        if args.gguf_file:  # transformers parses and de-quantizes it, silently at first
+            print(f"loading {src / args.gguf_file} (reading a GGUF file takes a while) ...", file=sys.stderr)
+        else:
+            print(f"loading {src} ...", file=sys.stderr)
+        loading = time.perf_counter()
         source, tokenizer = load_source(src, args.gguf_file)
+        print(f"loaded in {time.perf_counter() - loading:.1f} s", file=sys.stderr)
         print(f"converting at T={args.timesteps} ...", file=sys.stderr)
         model = convert(
             source,
@@ -161,6 +207,7 @@ def convert_main(argv: list[str] | None = None) -> int:
             calibration_tokens=args.calibration_tokens,
             group_size=args.group_size,
             final_mixer=args.final_mixer,
+            progress=True,
         )
         if distill_text is not None:
             from .training import distill
@@ -183,6 +230,7 @@ def convert_main(argv: list[str] | None = None) -> int:
                 progress=True,
             )
             print(f"distillation KL per token: {losses[0]:.4f} -> {losses[-1]:.4f}", file=sys.stderr)
+        print(f"writing {dst} ...", file=sys.stderr)
         _write_atomically(model, tokenizer, dst, args.force)
     except (_UsageError, FileNotFoundError, ValueError, TypeError) as exc:
         print(f"bt-convert: error: {exc}", file=sys.stderr)
@@ -190,26 +238,65 @@ def convert_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bt-convert: interrupted; nothing was written", file=sys.stderr)
         return 130
-    print(f"wrote {dst}", file=sys.stderr)
+    print(f"wrote {dst} ({time.perf_counter() - start:.1f} s in all)", file=sys.stderr)
     return 0
 
 
 def chat_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bt-chat", description="Generate text with a converted spiking model.")
+    p = argparse.ArgumentParser(
+        prog="bt-chat",
+        description="Generate text with a converted spiking model; the answer is printed as it is generated.",
+        formatter_class=_HelpFormatter,
+    )
     p.add_argument("model", help="folder written by bt-convert")
-    p.add_argument("--prompt", "-p", help="generate once for this prompt (default: read lines from stdin)")
-    p.add_argument("--max-new-tokens", type=_positive, default=64)
+    p.add_argument(
+        "--prompt",
+        "-p",
+        help="generate once for this prompt (default: a conversation, read line by line from stdin)",
+    )
+    p.add_argument("--max-new-tokens", type=_positive, default=64, help="at most this many tokens per answer")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timesteps", "-T", type=_positive, help="override the model's T")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature, with --sample")
+    p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass, with --sample")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sampling, with --sample")
+    p.add_argument(
+        "--timesteps", "-T", type=_positive, help="override the model's T (default: the model's T)"
+    )
     p.add_argument("--raw", action="store_true", help="do not apply the tokenizer's chat template")
     _spiking_arguments(p, defaults=False)
     return p
 
 
-def _reply(model, tokenizer, messages: list[dict], args) -> str:
+def _answer_streamer(tokenizer):
+    """A `transformers.TextStreamer` that prints the answer as `_reply` returns it, plus a newline.
+
+    It prints the new text of each step, without the prompt and the special
+    tokens; leading whitespace is dropped and trailing whitespace held back
+    until more text follows, so what it prints is the stripped answer.
+    """
+    from transformers import TextStreamer
+
+    class AnswerStreamer(TextStreamer):
+        def __init__(self) -> None:
+            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            self.started = False  # printed some text already
+            self.held = ""  # whitespace printed only if more text follows
+
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            text = self.held + (text if self.started else text.lstrip())
+            body = text.rstrip()
+            self.held = text[len(body) :]
+            if body:
+                self.started = True
+                print(body, end="", flush=True)
+            if stream_end:
+                print(flush=True)
+
+    return AnswerStreamer()
+
+
+def _reply(model, tokenizer, messages: list[dict], args, stream: bool = False) -> str:
+    """The model's answer to the conversation ``messages``; ``stream``: also print it as it comes."""
     import torch
 
     if not args.raw and getattr(tokenizer, "chat_template", None):
@@ -223,6 +310,8 @@ def _reply(model, tokenizer, messages: list[dict], args) -> str:
         kwargs.update(do_sample=True, temperature=args.temperature, top_p=args.top_p)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if stream:
+        kwargs["streamer"] = _answer_streamer(tokenizer)
     with torch.no_grad():
         out = model.generate(**enc, **kwargs)
     return tokenizer.decode(out[0, enc.input_ids.shape[1] :], skip_special_tokens=True).strip()
@@ -251,7 +340,7 @@ def chat_main(argv: list[str] | None = None) -> int:
     model.set_spiking(timesteps=args.timesteps, path=args.path, operators=args.operators)
     try:
         if args.prompt is not None:
-            print(_reply(model, tokenizer, [{"role": "user", "content": args.prompt}], args))
+            _reply(model, tokenizer, [{"role": "user", "content": args.prompt}], args, stream=True)
             return 0
         messages: list[dict] = []
         interactive = sys.stdin.isatty()
@@ -264,8 +353,7 @@ def chat_main(argv: list[str] | None = None) -> int:
             if not line.strip():
                 continue
             messages.append({"role": "user", "content": line.strip()})
-            answer = _reply(model, tokenizer, messages, args)
+            answer = _reply(model, tokenizer, messages, args, stream=True)  # printed as it is generated
             messages.append({"role": "assistant", "content": answer})
-            print(answer, flush=True)
     except KeyboardInterrupt:
         return 130

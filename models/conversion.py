@@ -31,17 +31,21 @@ steps lose as little as possible:
    the errors of the ones before it). Scales stay per token: no sequence in a
    batch changes another's output.
 
-Nothing is downloaded: ``model_or_path`` is a model in memory or a local
-folder (``gguf_file=`` for a GGUF checkpoint in it).
+Nothing is downloaded: ``model_or_path`` is a model in memory, a local
+folder (``gguf_file=`` for a GGUF checkpoint in it) or a local ``.gguf`` file.
+With ``progress=True`` the folding and the calibration show progress bars
+(tqdm, on stderr).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from bt_neurons import SNNMatmul, SNNMultiply, Synapsis
 from bt_neurons.synapsis import quantized_linear
@@ -50,6 +54,9 @@ from . import _transformers  # noqa: F401  (must precede the transformers import
 from .configuration import BTSpikingConfig, operator_modes
 from .modeling import BTSpikingForCausalLM
 from .rotation import hadamard_matrix, largest_power_of_two_block, random_orthogonal
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["SUPPORTED_ARCHITECTURES", "calibrate", "convert", "load_source"]
 
@@ -63,14 +70,19 @@ DEFAULT_CLIP_GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 def load_source(path: str | os.PathLike, gguf_file: str | None = None):
     """Load a local Hugging Face causal LM and its tokenizer (no download).
 
-    Returns ``(model, tokenizer)``; ``tokenizer`` is None when the folder has none.
+    ``path`` is a checkpoint folder (``gguf_file``: the GGUF file in it) or a
+    ``.gguf`` file. Returns ``(model, tokenizer)``; ``tokenizer`` is None when
+    the folder has none.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = os.fspath(path)
+    if gguf_file is None and folder.endswith(".gguf") and os.path.isfile(folder):
+        folder, gguf_file = os.path.split(os.path.abspath(folder))
     if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
         raise FileNotFoundError(
-            f"model_or_path must be a model or a local folder; {folder!r} is not a folder"
+            f"model_or_path must be a model, a local checkpoint folder or a .gguf file; {folder!r} {what}"
         )
     if gguf_file is not None and not os.path.isfile(os.path.join(folder, gguf_file)):
         raise FileNotFoundError(f"gguf_file {gguf_file!r} is not in {folder!r}")
@@ -167,8 +179,13 @@ def _blockdiag_hadamard(n: int, block: int) -> Tensor:
 
 
 @torch.no_grad()
-def _converted_state(src, config: BTSpikingConfig, seed: int) -> dict[str, Tensor]:
-    """The spiking model's state dict: the source weights, folded and rotated (in float64)."""
+def _converted_state(src, config: BTSpikingConfig, seed: int, bar: tqdm | None = None) -> dict[str, Tensor]:
+    """The spiking model's state dict: the source weights, folded and rotated (in float64).
+
+    ``bar``, if given, advances by one for the embedding, each layer and the head.
+    """
+    if bar is None:
+        bar = tqdm(disable=True)
     f64 = torch.float64
     state: dict[str, Tensor] = {}
     rotate = config.rotated
@@ -200,9 +217,12 @@ def _converted_state(src, config: BTSpikingConfig, seed: int) -> dict[str, Tenso
         if lin.bias is not None:
             put(f"{name}.layer.bias", write(lin.bias.unsqueeze(-1)).squeeze(-1))
 
+    bar.set_postfix_str("embedding")
     emb = src.model.embed_tokens.weight.to(f64)
     put("model.embed_tokens.weight", emb @ R if rotate else emb)
+    bar.update()
     for i, layer in enumerate(src.model.layers):
+        bar.set_postfix_str(f"layer {i}")
         p = f"model.layers.{i}."
         att, mlp = layer.self_attn, layer.mlp
         g_in, g_post = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
@@ -223,6 +243,8 @@ def _converted_state(src, config: BTSpikingConfig, seed: int) -> dict[str, Tenso
         for norm in ("input_layernorm", "post_attention_layernorm"):
             g = getattr(layer, norm).weight
             put(p + f"{norm}.weight", torch.ones_like(g) if rotate else g)
+        bar.update()
+    bar.set_postfix_str("lm_head")
     g_final = src.model.norm.weight
     put("model.norm.weight", torch.ones_like(g_final) if rotate else g_final)
     if config.final_mixer:
@@ -231,6 +253,7 @@ def _converted_state(src, config: BTSpikingConfig, seed: int) -> dict[str, Tenso
         state["lm_head.layer.weight"] = state["model.embed_tokens.weight"]
     else:
         put("lm_head.layer.weight", read(src.lm_head.weight, g_final))
+    bar.update()
     return state
 
 
@@ -263,6 +286,7 @@ def calibrate(
     input_ids: Tensor,
     grid: Sequence[float] = DEFAULT_CLIP_GRID,
     channel_strength: float = 0.5,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Choose every encoder's clip ratio on ``input_ids`` ``[B, L]``; returns ``{module name: clip}``.
 
@@ -274,14 +298,23 @@ def calibrate(
     The gate product's encoders also get a threshold per channel,
     ``(max_t |x_tc|)^channel_strength`` (normalised), so that a few large
     channels of SiLU(gate) and up do not set every token's scale.
+
+    With ``progress=True`` a tqdm bar on stderr counts the decoder layers
+    (and the head) as they are calibrated.
     """
     if not grid or any(not 0.0 < float(c) <= 1.0 for c in grid):
         raise ValueError(f"grid must hold clip ratios in (0, 1], got {list(grid)!r}")
     chosen: dict[str, float] = {}
     handles = []
+    layers = model.model.layers
+    bar = tqdm(total=len(layers) + 1, desc="calibrating clip ratios", unit="layer", disable=not progress)
 
     def hook(name: str):
+        layer, _, op = name.removeprefix("model.layers.").partition(".")
+        label = f"layer {layer} {op}" if name.startswith("model.layers.") else name
+
         def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            bar.set_postfix_str(label)
             if isinstance(module, SNNMultiply) and module.x_channel_scale is not None:
                 for operand, buffer in zip(
                     args, (module.x_channel_scale, module.y_channel_scale), strict=True
@@ -305,13 +338,21 @@ def calibrate(
     for name, module in model.named_modules():
         if isinstance(module, Synapsis | SNNMatmul | SNNMultiply):
             handles.append(module.register_forward_pre_hook(hook(name), with_kwargs=True))
+
+    def layer_done(*_) -> None:  # a forward hook: returns None, so the output stays
+        bar.update()
+
+    handles += [layer.register_forward_hook(layer_done) for layer in layers]
     was_training = model.training
     path = model.config.path
     model.eval()
     model.set_spiking(path="count")
     try:
         model(input_ids=input_ids, use_cache=False)
+        bar.update()  # the head
+        bar.set_postfix_str("")
     finally:
+        bar.close()
         for handle in handles:
             handle.remove()
         model.set_spiking(path=path)
@@ -320,11 +361,11 @@ def calibrate(
 
 
 def convert(
-    model_or_path,
+    model_or_path: nn.Module | str | os.PathLike,
     timesteps: int = 15,
     calibration_text: str | Tensor | None = None,
     *,
-    tokenizer=None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     gguf_file: str | None = None,
     path: str = "count",
     operators: str | dict | None = None,
@@ -333,13 +374,14 @@ def convert(
     calibration_tokens: int = 256,
     group_size: int | None = None,
     final_mixer: bool = False,
+    progress: bool = False,
 ) -> BTSpikingForCausalLM:
     """Convert a Llama / Qwen2 causal LM into a spiking `BTSpikingForCausalLM`.
 
     Args:
-        model_or_path: a ``LlamaForCausalLM`` / ``Qwen2ForCausalLM`` (or a subclass)
-            or a local folder holding one (transformers format or, with
-            ``gguf_file``, GGUF).
+        model_or_path: a ``LlamaForCausalLM`` / ``Qwen2ForCausalLM`` (or a subclass),
+            a local folder holding one (transformers format or, with
+            ``gguf_file``, GGUF) or a local ``.gguf`` file.
         timesteps: ``T`` of every EI_IF encoder. Default 15.
         calibration_text: text (or token ids ``[B, L]``) to calibrate the clip
             ratios on; ``None`` skips calibration (clip 1 everywhere).
@@ -356,6 +398,8 @@ def convert(
         final_mixer: with ``rotate`` and tied embeddings, keep them tied and add a
             ``hidden x hidden`` Synapsis before ``lm_head`` (default False: untie,
             one ``vocab x hidden`` matrix more, one encoder fewer).
+        progress: show tqdm progress bars on stderr while the weights are
+            folded and the clip ratios calibrated (default False: quiet).
 
     Returns:
         The spiking model in eval mode, in float32, on the CPU.
@@ -367,7 +411,7 @@ def convert(
         model = model_or_path
     else:
         raise TypeError(
-            "model_or_path must be a transformers model or a local folder, "
+            "model_or_path must be a transformers model, a local folder or a .gguf file, "
             f"got {type(model_or_path).__name__}"
         )
     _check_source(model)
@@ -377,9 +421,15 @@ def convert(
         raise ValueError(f"path must be 'count' or 'spike', got {path!r}")
     config = _target_config(model, timesteps, path, operators, bool(rotate), group_size, bool(final_mixer))
     model = model.to(torch.float32)
-    state = _converted_state(model, config, seed)
-    spiking = BTSpikingForCausalLM(config)
-    missing, unexpected = spiking.load_state_dict(state, strict=False)
+    steps = config.num_hidden_layers + 3  # embedding, layers, head, building the spiking model
+    desc = "folding norms and rotations" if config.rotated else "copying weights"
+    with tqdm(total=steps, desc=desc, unit="layer", disable=not progress) as bar:
+        state = _converted_state(model, config, seed, bar)
+        bar.set_postfix_str("spiking model")
+        spiking = BTSpikingForCausalLM(config)
+        missing, unexpected = spiking.load_state_dict(state, strict=False)
+        bar.update()
+        bar.set_postfix_str("")
     missing = [k for k in missing if not k.endswith(("clip_ratio", "channel_scale"))]  # set by calibrate
     if missing or unexpected:  # pragma: no cover - a bug in the mapping, not a user error
         raise RuntimeError(f"conversion left weights unmapped: missing {missing}, unexpected {unexpected}")
@@ -388,7 +438,7 @@ def convert(
     spiking.eval()
     if calibration_text is not None:
         ids = _calibration_ids(calibration_text, tokenizer or source_tokenizer, config.vocab_size)
-        calibrate(spiking, ids[:, :calibration_tokens])
+        calibrate(spiking, ids[:, :calibration_tokens], progress=progress)
     return spiking
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -71,6 +72,43 @@ def test_user_function_by_import_path(tmp_path, monkeypatch, capsys):
     assert cli.main(["mypkg.mymodule:broken", "--domain", "0", "3", "--out", str(out), *SMALL]) == 2
     assert "raised ZeroDivisionError: boom" in capsys.readouterr().err
     assert not any(n.startswith("broken") for n in files(out))
+
+
+def test_user_function_from_the_current_folder(tmp_path, monkeypatch, capsys):
+    """``bt-fit mymodule:fn`` finds mymodule.py in the current folder, as ``python -m`` would."""
+    (tmp_path / "bt_fit_cwd_module.py").write_text("import torch\n\ndef wave(x):\n    return torch.cos(x)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "bt_fit_cwd_module", raising=False)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    path_before = list(sys.path)
+    assert cli.main(["bt_fit_cwd_module:wave", "--domain", "-3", "3", "--out", "fitted", *SMALL]) == 0
+    assert files(tmp_path / "fitted") == ["wave.json", "wave.png", "wave.safetensors"]
+    assert "bt-fit wave: 4 neurons x 4 steps" in capsys.readouterr().out
+    assert sys.path == path_before  # the folder was importable only while bt-fit imported the module
+    meta = json.loads((tmp_path / "fitted" / "wave.json").read_text())
+    assert meta["target"] == "wave"
+
+
+def test_help_shows_every_default(capsys, monkeypatch):
+    parser = cli._parser()
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if action.option_strings and action.nargs != 0:  # every option that takes a value
+            assert "default" in formatter._expand_help(action), action.option_strings
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in (
+        "(default: 300)",
+        "(default: 0)",
+        "(default: cpu)",
+        "64 for your own function",
+        "(default: the",
+    ):
+        assert shown in text
+    assert "default: None" not in text and "default: False" not in text
 
 
 @pytest.mark.parametrize(

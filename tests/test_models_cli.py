@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import subprocess
 import sys
@@ -9,11 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from bt_neurons.models import BTSpikingForCausalLM
-from bt_neurons.models.cli import chat_main, convert_main
+from bt_neurons.models import BTSpikingForCausalLM, convert, load_source
+from bt_neurons.models.cli import (
+    _answer_streamer,
+    _reply,
+    chat_main,
+    chat_parser,
+    convert_main,
+    convert_parser,
+)
 from test_models import VOCAB, tiny_ann
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, TextStreamer
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -77,14 +85,20 @@ def test_convert_usage_errors_write_nothing(checkpoint, tmp_path, capsys):
     gpt2 = tmp_path / "gpt2"
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(gpt2)
     cases = [
-        ([str(tmp_path / "missing"), str(tmp_path / "a")], "is not a folder"),
+        (
+            [str(tmp_path / "missing"), str(tmp_path / "a")],
+            f"src {str(tmp_path / 'missing')!r} does not exist: expected a checkpoint folder or a .gguf file",
+        ),
         ([str(gpt2), str(tmp_path / "b")], "supported architectures are llama, qwen2"),
         (
             [str(checkpoint), str(tmp_path / "c"), "--calibration-file", str(tmp_path / "nope.txt")],
             "calibration",
         ),
         ([str(checkpoint), str(tmp_path / "d"), "--gguf-file", "x.gguf"], "gguf_file"),
-        ([str(checkpoint / "config.json"), str(tmp_path / "g")], "is not a folder"),
+        (
+            [str(checkpoint / "config.json"), str(tmp_path / "g")],
+            "is not a checkpoint folder or a .gguf file",
+        ),
         ([str(checkpoint), str(tmp_path / "no" / "e")], "parent folder"),
         (
             [str(checkpoint), str(tmp_path / "h"), "--distill-file", str(tmp_path / "nope.txt")],
@@ -98,12 +112,56 @@ def test_convert_usage_errors_write_nothing(checkpoint, tmp_path, capsys):
     ]
     for argv, message in cases:
         assert convert_main(argv) == 2, argv
-        assert message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.txt", "gpt2", "tiny-llama"]
     with pytest.raises(SystemExit):
         convert_main([str(checkpoint), str(tmp_path / "f"), "--timesteps", "0"])
+    assert "argument --timesteps/-T: expected a positive integer, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         convert_main([str(checkpoint), str(tmp_path / "f"), "--group-size", "-1"])
+    assert "argument --group-size: expected an integer >= 0, got -1" in capsys.readouterr().err
+
+
+def test_load_source_names_what_is_missing(tmp_path):
+    with pytest.raises(
+        FileNotFoundError, match="a local checkpoint folder or a .gguf file; .* does not exist"
+    ):
+        load_source(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        load_source(tmp_path / "notes.txt")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_source(tmp_path / "missing.gguf")  # a .gguf path that is not a file
+
+
+def test_convert_shows_progress_bars_on_stderr(checkpoint, tmp_path, capsys):
+    calib = str(tmp_path / "calib.txt")
+    assert (
+        convert_main([str(checkpoint), str(tmp_path / "spiking"), "-T", "4", "--calibration-file", calib])
+        == 0
+    )
+    err = capsys.readouterr().err
+    layers = 2  # tiny_ann
+    # one bar for the folding (embedding, the layers, the head, building the model) ...
+    assert "folding norms and rotations: 100%" in err and f"| {layers + 3}/{layers + 3} [" in err
+    # ... and one for the calibration (the layers, then the head), each operator named as it is calibrated
+    assert "calibrating clip ratios: 100%" in err and f"| {layers + 1}/{layers + 1} [" in err
+    assert "layer 0 self_attn.q_proj" in err and "lm_head" in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[0] == f"loading {checkpoint} ..." and lines[-1].startswith(f"wrote {tmp_path / 'spiking'} (")
+    assert convert_main([str(checkpoint), str(tmp_path / "plain"), "-T", "4", "--no-rotate"]) == 0
+    err = capsys.readouterr().err
+    assert "copying weights: 100%" in err and "calibrating" not in err  # no calibration text: no calibration
+
+    # the library is quiet unless asked
+    source, tokenizer = load_source(checkpoint)
+    capsys.readouterr()
+    convert(source, 4, "w1 w2 w3 w4", tokenizer=tokenizer)
+    assert capsys.readouterr().err == ""
+    convert(source, 4, "w1 w2 w3 w4", tokenizer=tokenizer, progress=True)
+    err = capsys.readouterr().err
+    assert "folding norms and rotations: 100%" in err and "calibrating clip ratios: 100%" in err
 
 
 def test_convert_group_size_and_final_mixer_options(checkpoint, tmp_path):
@@ -117,6 +175,88 @@ def test_convert_group_size_and_final_mixer_options(checkpoint, tmp_path):
     assert (
         plain.config.encoder_group_size == 0 and not plain.config.tie_word_embeddings
     )  # head_dim 8 does not fit
+
+
+def test_chat_streams_the_answer_it_returns(checkpoint, tmp_path, monkeypatch, capsys):
+    dst = tmp_path / "spiking"
+    assert convert_main([str(checkpoint), str(dst), "-T", "5"]) == 0
+    model = BTSpikingForCausalLM.from_pretrained(dst, local_files_only=True).eval()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(dst)
+    args = chat_parser().parse_args([str(dst), "--max-new-tokens", "6", "--raw"])
+
+    printed_during_generate, streamers = [], []
+    generate = BTSpikingForCausalLM.generate
+
+    def spy(self, *a, **kw):
+        capsys.readouterr()
+        out = generate(self, *a, **kw)
+        streamers.append(kw.get("streamer"))
+        printed_during_generate.append(capsys.readouterr().out)
+        return out
+
+    # -p: what is printed while generate() runs is the whole answer, then a newline
+    expected = _reply(model, tokenizer, [{"role": "user", "content": "w1 w2 w3"}], args)
+    assert expected and not printed_during_generate
+    monkeypatch.setattr(BTSpikingForCausalLM, "generate", spy)
+    assert chat_main([str(dst), "-p", "w1 w2 w3", "--max-new-tokens", "6", "--raw"]) == 0
+    assert isinstance(streamers[-1], TextStreamer)
+    assert printed_during_generate == [expected + "\n"] and capsys.readouterr().out == ""
+
+    # the conversation: each answer streamed; the history holds the full answers
+    monkeypatch.setattr(BTSpikingForCausalLM, "generate", generate)
+    history, answers = [], []
+    for line in ("w4 w5", "w6"):
+        history.append({"role": "user", "content": line})
+        answers.append(_reply(model, tokenizer, history, args))
+        history.append({"role": "assistant", "content": answers[-1]})
+    monkeypatch.setattr(BTSpikingForCausalLM, "generate", spy)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("w4 w5\nw6\n"))
+    printed_during_generate.clear()
+    assert chat_main([str(dst), "--max-new-tokens", "6", "--raw"]) == 0
+    assert printed_during_generate == [a + "\n" for a in answers]
+
+
+def test_answer_streamer_prints_the_stripped_answer(capsys):
+    streamer = _answer_streamer(tiny_tokenizer())
+    pieces = ["\n ", " Hello", " world", "\n\n", " again ", "  "]
+    printed = ""
+    for piece in pieces:
+        streamer.on_finalized_text(piece)
+        printed += capsys.readouterr().out
+        assert not printed.endswith((" ", "\n"))  # trailing blanks wait for more text
+    assert printed == "Hello world\n\n again"
+    streamer.on_finalized_text("", stream_end=True)
+    assert printed + capsys.readouterr().out == "".join(pieces).strip() + "\n"
+    empty = _answer_streamer(tiny_tokenizer())
+    empty.on_finalized_text(" \n", stream_end=True)
+    assert capsys.readouterr().out == "\n"
+
+
+def option_helps(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each option's help as ``--help`` shows it (defaults expanded), flags left out."""
+    formatter = parser._get_formatter()
+    return {
+        action.dest: formatter._expand_help(action)
+        for action in parser._actions
+        if action.option_strings and action.nargs != 0
+    }
+
+
+@pytest.mark.parametrize(
+    ("parser", "shown"),
+    [
+        (convert_parser(), ["(default: 15)", "(default: 256)", "(default: 3e-05)", "(default: hybrid)"]),
+        (chat_parser(), ["(default: 64)", "(default: 0.7)", "(default: 0.9)", "(default: the model's T)"]),
+    ],
+)
+def test_help_shows_every_default(parser, shown, monkeypatch):
+    helps = option_helps(parser)
+    assert helps and all("default" in text for text in helps.values()), helps
+    monkeypatch.setenv("COLUMNS", "100")
+    text = " ".join(parser.format_help().split())
+    assert all(s in text for s in shown), text
+    assert "(default: 0)" in text  # --seed: a default of 0 is shown too
+    assert "default: False" not in text and "default: None" not in text
 
 
 def test_chat_usage_errors(tmp_path, capsys):
