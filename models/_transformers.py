@@ -1,7 +1,7 @@
 """What changes between the transformers releases the package accepts, in one place.
 
 The KV cache reaches a model's ``forward`` as ``past_key_values`` (transformers
-5.0 to 5.2x) or as ``cache`` (newer releases, which still accept the old name
+5.0 to 5.23) or as ``cache`` (5.24 and newer, which still accept the old name
 with a deprecation warning), and the output classes name the field the same
 way. The model classes take both names (`cache_argument`) and build their
 outputs with the field name of the installed release (`with_cache`).
