@@ -212,8 +212,13 @@ def test_synapsis_count_path_uses_the_fused_routine_and_equals_its_unfused_self(
     with torch.no_grad():
         fused = syn(x)
         unfused = syn.post(F.linear(syn.pre(x), lin.weight, lin.bias))
-    assert ((fused - unfused).abs() <= syn.post.scales(unfused)[0] * 1.001).all()
-    assert (fused != unfused).float().mean() < 1e-3
+    scale = syn.post.scales(unfused)[0]
+    assert ((fused - unfused).abs() <= scale * 1.001).all()
+    # the spike counts (levels) agree; the decoded values may differ in the last bit (count x scale
+    # is formed in another order), which is float noise, not a different count
+    levels_differ = torch.round(fused / scale) != torch.round(unfused / scale)
+    assert levels_differ.float().mean() < 1e-3
+    assert torch.allclose(fused, unfused, rtol=1e-6, atol=1e-6 * scale.max().item())
 
 
 def test_frozen_weight_with_a_trainable_bias_takes_the_differentiable_route():
