@@ -9,7 +9,10 @@ Examples::
     bt-fit exp --neurons 32 --timesteps 8 --out fitted/
 
 It writes ``<name>.safetensors``, ``<name>.json`` and ``<name>.png`` to
-``--out`` (default: the current folder), all three or none.
+``--out`` (default: the current folder), all three or none; files of that
+name already there are kept unless ``--force`` is given. Exit status: 0 done,
+1 the run failed (e.g. a file could not be written), 2 a usage error, 130
+Ctrl-C (see `bt_neurons._commands`).
 """
 
 from __future__ import annotations
@@ -18,19 +21,26 @@ import argparse
 import importlib
 import math
 import os
+import re
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+from bt_neurons._commands import CommandError, run_command
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["main", "resolve_function"]
 
+#: The most neurons ``--neurons`` accepts (the shipped approximators use 64).
+MAX_NEURONS = 16384
 
-class CLIError(Exception):
+
+class CLIError(CommandError):
     """A mistake in the command line; printed as ``bt-fit: error: ...`` with exit status 2."""
 
 
@@ -64,6 +74,10 @@ def resolve_function(spec: str) -> Callable[[Tensor], Tensor]:
         module = _import_from_cwd(module_name)
     except ImportError as exc:
         raise CLIError(f"cannot import module {module_name!r} for target {spec!r}: {exc}") from None
+    except Exception as exc:  # the module itself raised (a SyntaxError, an error at import time)
+        raise CLIError(
+            f"importing module {module_name!r} for target {spec!r} raised {type(exc).__name__}: {exc}"
+        ) from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -74,18 +88,39 @@ def resolve_function(spec: str) -> Callable[[Tensor], Tensor]:
     fn = obj
 
     def as_tensor_function(x: Tensor) -> Tensor:
+        import torch
+
         try:
             y = fn(x)
-            if isinstance(y, Tensor) and y.shape == x.shape:
-                return y.to(torch.float64)
-            y = torch.as_tensor(y, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError, AttributeError):
+            y = None  # not a tensor function: fall back to one float at a time
+        if y is not None:
+            try:
+                y = torch.as_tensor(y, dtype=torch.float64)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(
+                    f"target {spec!r} must return numbers, got {type(y).__name__} for a tensor"
+                ) from None
             if y.shape == x.shape:
                 return y
-        except (TypeError, ValueError, RuntimeError):
-            pass  # not a tensor function: fall back to one float at a time
-        return torch.tensor(
-            [float(fn(float(v))) for v in x.reshape(-1).tolist()], dtype=torch.float64
-        ).reshape(x.shape)
+            if y.dim() > 0:
+                raise ValueError(
+                    f"target {spec!r} must work element by element: for an input of shape "
+                    f"{tuple(x.shape)} it returned shape {tuple(y.shape)}"
+                )
+        values = []
+        for v in x.reshape(-1).tolist():
+            try:
+                out = fn(float(v))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"target {spec!r} raised {type(exc).__name__} at x={v:g}: {exc}") from None
+            try:
+                values.append(float(out))
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"target {spec!r} must return a number for a number, got {type(out).__name__} {out!r:.40}"
+                ) from None
+        return torch.tensor(values, dtype=torch.float64).reshape(x.shape)
 
     as_tensor_function.__name__ = attr.split(".")[-1]
     return as_tensor_function
@@ -103,12 +138,39 @@ def _list_targets() -> str:
 
 
 def _check_out(out: Path) -> None:
+    """``--out`` is a folder bt-fit can write to, or one it can create (it is created only to write)."""
+    existing = out
+    while not (existing.exists() or existing.is_symlink()) and existing != existing.parent:
+        existing = existing.parent
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".bt-fit-probe-"):
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".bt-fit-probe-"):
             pass
     except OSError as exc:
         raise CLIError(f"--out {str(out)!r} is not a writable folder: {exc.strerror or exc}") from None
+
+
+def _check_name(name: str) -> str:
+    """``--name`` must be a plain file stem: the outputs stay inside ``--out``."""
+    if not name or name in (".", "..") or name.startswith(".") or re.search(r"[/\\\x00]", name):
+        raise CLIError(f"--name must be a plain file name without folders (e.g. 'my_silu'), got {name!r}")
+    return name
+
+
+def _outputs(out: Path, name: str, force: bool) -> list[Path]:
+    """The three output paths; refuses folders in their way, and existing files unless ``force``."""
+    paths = [out / f"{name}{suffix}" for suffix in (".safetensors", ".json", ".png")]
+    folders = [p.name for p in paths if p.is_dir()]
+    if folders:
+        raise CLIError(f"--out {str(out)!r} holds a folder named {folders[0]!r}: bt-fit writes a file there")
+    existing = [p.name for p in paths if p.exists() or p.is_symlink()]
+    if existing and not force:
+        raise CLIError(
+            f"--out {str(out)!r} already holds {', '.join(existing)} (use --force to replace them, "
+            "or --name to write others)"
+        )
+    return paths
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -181,12 +243,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the measured samples")
     p.add_argument("--out", default=".", help="output folder (default: the current folder)")
     p.add_argument("--name", help="file stem of the outputs (default: the target's name)")
+    p.add_argument(
+        "--force", action="store_true", help="replace <name>.safetensors/.json/.png if --out holds them"
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def _run(args: argparse.Namespace) -> int:
+    import torch
+
     from bt_neurons import __version__
 
     from .fitting import fit_approximator
@@ -218,15 +285,18 @@ def _run(args: argparse.Namespace) -> int:
             raise CLIError(f"--{opt} must be >= {2 if opt == 'timesteps' else 1}, got {v}")
     if args.timesteps is not None and args.timesteps > 64:
         raise CLIError(f"--timesteps must be <= 64, got {args.timesteps}")
+    if args.neurons is not None and args.neurons > MAX_NEURONS:
+        raise CLIError(f"--neurons must be <= {MAX_NEURONS}, got {args.neurons}")
     if args.steps < 0:
         raise CLIError(f"--steps must be >= 0, got {args.steps}")
-    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
-        raise CLIError(f"--device must be cpu or cuda, got {args.device!r}")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        raise CLIError(f"--device must be cpu or cuda (or cuda:N), got {args.device!r}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError("--device cuda was requested but CUDA is not available")
+    name = _check_name(args.name if args.name is not None else spec.name)
     out = Path(args.out)
     _check_out(out)
-    name = args.name or spec.name
+    png = _outputs(out, name, args.force)[-1]
 
     start = time.perf_counter()
     try:
@@ -267,7 +337,7 @@ def _run(args: argparse.Namespace) -> int:
     writers = approximator_writers(approx, out, name, metadata)
     writers.append(
         (
-            out / f"{name}.png",
+            png,
             lambda p: plot_fit(approx, spec.fn, spec.full_domain, p, title=f"bt-fit {spec.name}"),
         )
     )
@@ -277,22 +347,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``bt-fit``; returns the exit status."""
-    parser = _parser()
+    """Entry point of ``bt-fit``; returns the exit status (0, 1, 2 or 130; see the module docs)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
-    args.argv = argv
-    if args.list:
-        print(_list_targets())
-        return 0
-    try:
+
+    def body() -> int:
+        args = _parser().parse_args(argv)
+        args.argv = argv
+        if args.list:
+            print(_list_targets())
+            return 0
         return _run(args)
-    except CLIError as exc:
-        print(f"bt-fit: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("bt-fit: interrupted; nothing was written", file=sys.stderr)
-        return 130
+
+    return run_command("bt-fit", body)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -166,8 +166,27 @@ def fit_approximator(
             domain, or bad settings.
         KeyError: for an unknown built-in name.
     """
+    from bt_neurons import _checks
+
+    from .neuron_array import SYMMETRIES
     from .targets import get_target
 
+    # every setting is checked before any work is done
+    if domain is not None:
+        domain = _checks.check_interval("domain", domain)
+    if neurons is not None:
+        neurons = _checks.check_timesteps("neurons", neurons)
+    if timesteps is not None:
+        timesteps = _checks.check_int("timesteps", timesteps, 2, 64)
+    if symmetry is not None:
+        _checks.check_choice("symmetry", symmetry, SYMMETRIES)
+    seed = _checks.check_int("seed", seed)
+    samples_per_cell = _checks.check_int("samples_per_cell", samples_per_cell, minimum=1)
+    _checks.check_number("lr", lr)
+    _checks.check_positive("lr", lr)
+    _checks.check_bool("progress", progress)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, got {type(name).__name__}")
     if isinstance(target, str):
         spec = get_target(target)
     elif isinstance(target, TargetSpec):
@@ -179,7 +198,7 @@ def fit_approximator(
     else:
         raise TypeError(f"target must be a name, a TargetSpec or a callable, got {type(target).__name__}")
     if domain is not None:
-        spec = _replace(spec, domain=(float(domain[0]), float(domain[1])))
+        spec = _replace(spec, domain=domain)
     overrides = {
         "neurons": neurons,
         "timesteps": timesteps,
@@ -192,16 +211,20 @@ def fit_approximator(
         raise ValueError(f"metric must be 'abs' or 'rel', got {spec.metric!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must name a torch device ('cpu', 'cuda', 'cuda:1'), got {device!r}"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but CUDA is not available")
 
+    T = _checks.check_int("timesteps", spec.timesteps, 2, 64)  # a TargetSpec's own settings too
+    _checks.check_choice("symmetry", spec.symmetry, SYMMETRIES)
     edges = make_edges(spec.domain, spec.neurons, spec.partition).to(device)
     # keep the float32 edges the module will route with
     edges = edges.to(torch.float32).to(torch.float64)
-    T = spec.timesteps
-    if T < 2:
-        raise ValueError(f"timesteps must be >= 2 for an approximator, got {T}")
     P = len(edges) - 1
 
     def target_values(z: Tensor) -> Tensor:

@@ -56,6 +56,22 @@ _MANTISSA = 1 << 23  # keys of u in [1, 2) are 0 .. 2**23 - 1
 _BELOW_TWO = float(torch.nextafter(torch.tensor(2.0), torch.tensor(0.0)))
 
 
+def _as_float32(name: str, value: object) -> Tensor:
+    """``value`` (a tensor or a nested sequence of numbers) as a new float32 tensor, or a ``TypeError``."""
+    if isinstance(value, Tensor):
+        if not (
+            value.is_floating_point() or value.dtype in (torch.int32, torch.int64, torch.int16, torch.int8)
+        ):
+            raise TypeError(f"{name} must hold real numbers, got a tensor of dtype {value.dtype}")
+        return value.detach().to(torch.float32).clone()
+    try:
+        return torch.as_tensor(value, dtype=torch.float32).clone()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"{name} must be a tensor or a sequence of numbers, got {type(value).__name__}"
+        ) from None
+
+
 class NeuronArrayApproximator(base.MemoryModule):
     r"""Array of ``P`` CustomNeurons approximating a function (see the module docs).
 
@@ -108,7 +124,12 @@ class NeuronArrayApproximator(base.MemoryModule):
         _checks.check_choice("symmetry", symmetry, SYMMETRIES)
         _checks.check_choice("path", path, ("count", "spike"))
         self.step_mode = _checks.check_choice("step_mode", step_mode, ("s", "m"))
-        edges = torch.as_tensor(edges, dtype=torch.float32).detach().clone()
+        _checks.check_bool("check_finite", check_finite)
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        if surrogate_function is not None:
+            _checks.check_callable("surrogate_function", surrogate_function)
+        edges = _as_float32("edges", edges)
         if edges.dim() != 1 or len(edges) < 2 or not bool((edges[1:] > edges[:-1]).all()):
             raise ValueError(
                 "edges must be a strictly increasing 1-D sequence of at least 2 values (float32)"
@@ -123,21 +144,31 @@ class NeuronArrayApproximator(base.MemoryModule):
             thresholds[:, 1:] = 1 + torch.arange(1, T) / T
         if amplitudes is None:
             amplitudes = torch.zeros(P, T)
+        thresholds = _as_float32("thresholds", thresholds)
+        amplitudes = _as_float32("amplitudes", amplitudes)
+        tails = {}
+        for nm, tail in (("left_tail", left_tail), ("right_tail", right_tail)):
+            if isinstance(tail, torch.Tensor):
+                tail = tail.detach().reshape(-1).tolist()
+            if isinstance(tail, str) or not hasattr(tail, "__len__") or len(tail) != 2:
+                raise ValueError(f"{nm} must be a pair (slope, intercept), got {tail!r}")
+            tails[nm] = [_checks.check_number(nm, v) for v in tail]
+            _checks.check_finite(nm, torch.tensor(tails[nm]))
         for nm, t in (("thresholds", thresholds), ("amplitudes", amplitudes)):
             if tuple(t.shape) != (P, T):
                 raise ValueError(f"{nm} must have shape [P, T] = [{P}, {T}], got {tuple(t.shape)}")
             _checks.check_finite(nm, t)
         self.register_buffer("edges", edges)
-        self.register_buffer("left_tail", torch.tensor(left_tail, dtype=torch.float32))
-        self.register_buffer("right_tail", torch.tensor(right_tail, dtype=torch.float32))
-        self.thresholds = nn.Parameter(torch.as_tensor(thresholds, dtype=torch.float32).clone())
-        self.amplitudes = nn.Parameter(torch.as_tensor(amplitudes, dtype=torch.float32).clone())
+        self.register_buffer("left_tail", torch.tensor(tails["left_tail"], dtype=torch.float32))
+        self.register_buffer("right_tail", torch.tensor(tails["right_tail"], dtype=torch.float32))
+        self.thresholds = nn.Parameter(thresholds)
+        self.amplitudes = nn.Parameter(amplitudes)
         self.register_memory("t", 0)
         self.T = T
         self.symmetry = symmetry
         self.path = path
         self.name = name
-        self.check_finite = check_finite
+        self.check_finite = bool(check_finite)
         self.surrogate_function = surrogate_function if surrogate_function is not None else surrogate.ATan()
         self._table_cache: tuple[tuple, tuple[Tensor, Tensor, Tensor]] | None = None
 
@@ -187,21 +218,24 @@ class NeuronArrayApproximator(base.MemoryModule):
     def _sign(self, x: Tensor) -> Tensor | None:
         return torch.sign(x.detach()).to(torch.float32) if self.symmetry == "odd" else None
 
-    def _check_input(self, x: Tensor, min_rank: int, what: str) -> None:
-        _checks.check_floating("x", x)
-        _checks.check_rank("x", x, min_rank, what)
+    def _check_input(self, x: Tensor, min_rank: int, what: str, name: str = "x") -> None:
+        _checks.check_floating(name, x)
+        _checks.check_rank(name, x, min_rank, what)
+        _checks.check_same_device(name, x, "the approximator's parameters", self.edges)
         if self.check_finite:
-            _checks.check_finite("x", x)
+            _checks.check_finite(name, x)
+
+    def _check_step(self, t: int, restart: str) -> None:
+        if t >= self.T:
+            raise ValueError(
+                f"this approximator's neurons have T={self.T} steps, step {t} was requested; {restart}"
+            )
 
     # -------------------------------------------------------------- spike path
     def single_step_functional_forward(self, inputs, states, **kwargs):
         x = inputs[0]
         t = states[0]
-        if t >= self.T:
-            raise ValueError(
-                f"this approximator's neurons have T={self.T} steps, step {t} was requested; "
-                "call functional.reset_net first"
-            )
+        self._check_step(t, "call functional.reset_net(net) first")
         k, u, inside, z = self.route(x)
         theta = self.thresholds[:, t][k]
         amp = self.amplitudes[:, t][k]
@@ -233,13 +267,18 @@ class NeuronArrayApproximator(base.MemoryModule):
     def single_step_forward(self, x: Tensor, *args, **kwargs):
         if self.path == "count":
             return self.count(x)
-        self._check_input(x, 1, "[N, *] (step_mode='s')")
+        self._check_input(x, 0, "[N, *] or [] (step_mode='s')")
         return super().single_step_forward(x, *args, **kwargs)
 
     def multi_step_forward(self, x_seq: Tensor, *args, **kwargs):
         if self.path == "count":
             return self.count(x_seq)
-        self._check_input(x_seq, 2, "[T, N, *] (step_mode='m')")
+        self._check_input(x_seq, 1, "[T, N, *] or [T] (step_mode='m')")
+        if x_seq.shape[0] == 0:
+            raise ValueError(
+                "x must have at least one time step (T >= 1) along its first axis, "
+                f"got shape {tuple(x_seq.shape)}"
+            )
         return super().multi_step_forward(x_seq, *args, **kwargs)
 
     # -------------------------------------------------------------- count path

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from bt_neurons import _checks
+
 __all__ = ["make_edges", "PARTITIONS"]
 
 PARTITIONS = ("linear", "power", "log")
@@ -43,26 +45,24 @@ def make_edges(
         ValueError: on an empty or non-finite domain, ``neurons < 1``, an
             unknown kind, ``log`` with ``a <= 0``, or bad breakpoints.
     """
-    a, b = (float(v) for v in domain)
-    if not (torch.isfinite(torch.tensor([a, b])).all()):
-        raise ValueError(f"domain must be finite, got {domain}")
-    if not a < b:
-        raise ValueError(f"domain must satisfy lo < hi, got {domain}")
+    a, b = _checks.check_interval("domain", domain)
     if not isinstance(kind, str):
-        edges = torch.as_tensor(list(kind), dtype=torch.float64)
+        try:
+            edges = torch.as_tensor(list(kind), dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"partition must be a name or a sequence of numbers, got {kind!r}") from None
         if edges.dim() != 1 or len(edges) < 2 or not bool((edges[1:] > edges[:-1]).all()):
             raise ValueError("breakpoints must be a strictly increasing sequence of at least 2 values")
         if edges[0].item() != a or edges[-1].item() != b:
             raise ValueError(f"breakpoints must start at {a} and end at {b}")
         return edges
-    if isinstance(neurons, bool) or not isinstance(neurons, int) or neurons < 1:
-        raise ValueError(f"neurons must be a positive int, got {neurons!r}")
+    neurons = _checks.check_timesteps("neurons", neurons)
+    _checks.check_number("power", power)
     k = torch.arange(neurons + 1, dtype=torch.float64) / neurons
     if kind == "linear":
         edges = a + (b - a) * k
     elif kind == "power":
-        if not power > 0:
-            raise ValueError(f"power must be > 0, got {power}")
+        _checks.check_positive("power", power)
         edges = a + (b - a) * k**power
     elif kind == "log":
         if not a > 0:

@@ -32,8 +32,13 @@ class SnnTorchApproximator(nn.Module):
 
     def __init__(self, approximator: NeuronArrayApproximator, init_hidden: bool = False) -> None:
         super().__init__()
+        if not isinstance(approximator, NeuronArrayApproximator):
+            raise TypeError(
+                f"approximator must be a NeuronArrayApproximator (e.g. SiLUApproximator()), "
+                f"got {type(approximator).__name__}"
+            )
         self.approximator = approximator
-        self.init_hidden = bool(init_hidden)
+        self.init_hidden = _checks.check_bool("init_hidden", init_hidden)
         self.step = 0
 
     def init_approximator(self) -> int:
@@ -51,10 +56,17 @@ class SnnTorchApproximator(nn.Module):
     def forward(self, input_: Tensor, step: int | None = None):
         if self.init_hidden and step is not None:
             raise TypeError("step should not be passed as an argument while init_hidden=True")
-        _checks.check_floating("input_", input_)
-        _checks.check_rank("input_", input_, 1, "[N, *] (one time step)")
+        # [N, *] or [] (one neuron), on the approximator's device, finite unless check_finite=False
+        self.approximator._check_input(input_, 0, "[N, *] or [] (one time step)", name="input_")
         if step is not None:
-            self.step = step
+            self.step = _checks.check_int("step", step, minimum=0)
+        restart = (
+            "start a new sequence first: approx.reset_hidden(), "
+            "or bt_neurons.snntorch.reset(net) for a network"
+            if self.init_hidden
+            else "start a new sequence first: step = approx.init_approximator(), then pass that step"
+        )
+        self.approximator._check_step(self.step, restart)
         (spk,), (nxt, *_) = self.approximator.single_step_functional_forward((input_,), (self.step,))
         self.step = nxt
         return spk if self.init_hidden else (spk, nxt)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from bt_neurons import _checks
+from bt_neurons._atomic_writes import atomic_write_files  # re-exported: the writer of every saved result
 
 __all__ = [
     "FORMAT_VERSION",
@@ -27,46 +29,24 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 _TENSORS = ("edges", "thresholds", "amplitudes", "left_tail", "right_tail")
 _REQUIRED = ("format_version", "target", "timesteps", "symmetry")
 
 
-def atomic_write_files(writers: Iterable[tuple[Path, Callable[[Path], None]]]) -> list[Path]:
-    """Write several files so that either all of them appear or none does.
-
-    Each writer gets a temporary path in the destination folder; when every
-    writer has succeeded the temporaries are renamed into place. On any error
-    (or Ctrl-C) the temporaries are removed and the exception propagates.
-
-    Args:
-        writers: ``(destination, write_function)`` pairs.
-
-    Returns:
-        The destination paths.
-    """
-    writers = list(writers)
-    temps: list[Path] = []
-    try:
-        for dest, write in writers:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-            os.close(fd)
-            temps.append(Path(tmp))
-            write(Path(tmp))
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give them the usual mode
-        for (dest, _), tmp in zip(writers, temps, strict=True):
-            os.replace(tmp, dest)
-        temps = []
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-    return [dest for dest, _ in writers]
-
-
 def _tensors(approx) -> dict[str, torch.Tensor]:
-    return {name: getattr(approx, name).detach().to(torch.float32).cpu().contiguous() for name in _TENSORS}
+    tensors = {name: getattr(approx, name).detach().to(torch.float32).cpu().contiguous() for name in _TENSORS}
+    for name, t in tensors.items():  # a file that would not load again is not written
+        _checks.check_finite(f"the approximator's {name}", t)
+    return tensors
+
+
+def _check_stem(name: object) -> str:
+    """``name`` must be a plain file stem, so that the files land in the folder they are saved to."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (a file stem), got {type(name).__name__}")
+    if not name or name in (".", "..") or any(c in name for c in ("/", "\\", "\x00")):
+        raise ValueError(f"name must be a plain file name without folders (e.g. 'silu'), got {name!r}")
+    return name
 
 
 def _json_safe(value):
@@ -83,7 +63,12 @@ def _json_safe(value):
 def approximator_writers(
     approx, directory: str | os.PathLike, name: str, metadata: dict
 ) -> list[tuple[Path, Callable[[Path], None]]]:
-    """``(path, writer)`` pairs of ``<name>.safetensors`` and ``<name>.json`` for `atomic_write_files`."""
+    """``(path, writer)`` pairs of ``<name>.safetensors`` and ``<name>.json`` for `atomic_write_files`.
+
+    Raises:
+        ValueError: ``name`` is not a plain file name, or a tensor of ``approx`` is not finite.
+    """
+    _check_stem(name)
     directory = Path(directory)
     meta = dict(metadata)
     meta.update(
@@ -115,17 +100,65 @@ def save_approximator(approx, directory: str | os.PathLike, name: str, metadata:
 
     Returns:
         The two paths.
+
+    Raises:
+        ValueError: a bad ``name``, or an approximator that is not finite (nothing is written).
+        IsADirectoryError: a folder is in the way of one of the files.
     """
     st, js = atomic_write_files(approximator_writers(approx, directory, name, metadata))
     return st, js
 
 
+def _check_contents(st: Path, js: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Every field and tensor an approximator is built from: types, shapes, finiteness (before building)."""
+    from .neuron_array import SYMMETRIES
+
+    T = meta["timesteps"]
+    if isinstance(T, bool) or not isinstance(T, int) or not 1 <= T <= 64:
+        raise ValueError(f'{js}: "timesteps" must be an int in [1, 64], got {T!r}')
+    if meta["symmetry"] not in SYMMETRIES:
+        raise ValueError(f'{js}: "symmetry" must be one of {list(SYMMETRIES)}, got {meta["symmetry"]!r}')
+    if not isinstance(meta["target"], str):
+        raise ValueError(f'{js}: "target" must be a string, got {meta["target"]!r}')
+    for name in _TENSORS:
+        t = tensors[name]
+        if not t.is_floating_point():
+            raise ValueError(f"{st}: the tensor {name!r} must be floating-point, got {t.dtype}")
+        try:
+            _checks.check_finite(f"the tensor {name!r}", t)
+        except ValueError as exc:
+            raise ValueError(f"{st}: {exc}") from None
+    edges = tensors["edges"]
+    if edges.dim() != 1 or len(edges) < 2 or not bool((edges[1:] > edges[:-1]).all()):
+        raise ValueError(
+            f"{st}: the tensor 'edges' must be strictly increasing and 1-D with at least 2 values, "
+            f"got shape {tuple(edges.shape)}"
+        )
+    P = len(edges) - 1
+    neurons = meta.get("neurons", P)
+    if neurons != P:
+        raise ValueError(f'{js}: "neurons" is {neurons!r} but {st} has edges for {P} neurons')
+    expected = {"thresholds": (P, T), "amplitudes": (P, T), "left_tail": (2,), "right_tail": (2,)}
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            raise ValueError(
+                f"{st}: the tensor {name!r} must have shape {list(shape)} (P = {P} neurons, "
+                f"T = {T} steps), got {list(tensors[name].shape)}"
+            )
+
+
 def read_approximator_files(stem: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """Read ``<stem>.safetensors`` and ``<stem>.json`` and check them.
 
+    Everything an approximator is built from is checked before anything is
+    built: the JSON fields' types and values, every tensor's dtype, shape
+    (``edges`` ``[P + 1]``, ``thresholds`` and ``amplitudes`` ``[P, T]``, the
+    tails ``[2]``) and finiteness.
+
     Raises:
         FileNotFoundError: if either file is missing.
-        ValueError: if either file is corrupt or not a bt-neurons approximator.
+        ValueError: if either file is corrupt, not a bt-neurons approximator, or
+            holds a field or tensor that is not what it must be (named in the message).
     """
     stem = Path(stem)
     if stem.suffix in (".safetensors", ".json"):
@@ -151,4 +184,5 @@ def read_approximator_files(stem: str | os.PathLike) -> tuple[dict[str, torch.Te
     missing = [k for k in _TENSORS if k not in tensors]
     if missing:
         raise ValueError(f"{st} lacks the tensors {missing}")
+    _check_contents(st, js, tensors, meta)
     return tensors, meta

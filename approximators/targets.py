@@ -214,6 +214,8 @@ def get_target(name: str) -> TargetSpec:
     """The built-in target ``name``; ``KeyError`` with a did-you-mean otherwise."""
     import difflib
 
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (a built-in target such as 'silu'), got {type(name).__name__}")
     key = name.lower()
     if key in BUILTIN_TARGETS:
         return BUILTIN_TARGETS[key]

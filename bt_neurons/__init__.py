@@ -11,7 +11,10 @@ PyPI's CUDA torchvision): it is then marked absent, not broken.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import _optional_imports  # noqa: F401  (first: a broken torchvision must read as absent)
+from . import (  # noqa: F401  (first, in this order:)
+    _commands,  # Ctrl-C while a bt-* command imports torch exits cleanly, with 130
+    _optional_imports,  # a broken torchvision must read as absent
+)
 from .accounting import SpikeStats, track_spikes
 from .custom_neuron_node import CustomNeuronNode
 from .eiif_encoder import EIIFEncoder

@@ -36,7 +36,12 @@ def learnable_set(name: str, learnable: Iterable[str] | bool, allowed: Iterable[
         return set()
     if isinstance(learnable, str):
         learnable = (learnable,)
-    chosen = set(learnable)
+    try:
+        chosen = set(learnable)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be True, False or names among {list(allowed)}, got {type(learnable).__name__}"
+        ) from None
     unknown = chosen - set(allowed)
     if unknown:
         raise ValueError(f"{name} must name parameters among {list(allowed)}, got {sorted(unknown)}")

@@ -26,6 +26,11 @@ class TwoPathNode(neuron.BaseNode):
     path: str
     check_finite: bool
 
+    @property
+    def step_limit(self) -> int | None:
+        """How many steps the neuron can take after a reset (None: unlimited)."""
+        return None
+
     def _check_parameters(self) -> None:  # pragma: no cover - overridden
         """Re-validate learnable parameters that training may have moved."""
 
@@ -39,8 +44,13 @@ class TwoPathNode(neuron.BaseNode):
         x = inputs[0][0] if step_mode == "m" else inputs[0]
         v = states[0]
         dtype = _checks.compute_dtype(x.dtype)
-        if not isinstance(v, Tensor) or v.shape != x.shape:
+        if not isinstance(v, Tensor):  # a reset state: a new sequence
             v = torch.zeros(x.shape, dtype=dtype, device=x.device)
+        elif v.shape != x.shape:  # zeros here would keep the step count t: thresholds of a later step
+            raise ValueError(
+                f"x has neurons of shape {tuple(x.shape)} but the membrane v from earlier steps has shape "
+                f"{tuple(v.shape)}: call functional.reset_net(net) before a new sequence"
+            )
         else:
             v = v.to(dtype)
         return (v, *states[1:])
@@ -48,14 +58,19 @@ class TwoPathNode(neuron.BaseNode):
     def single_step_forward(self, x: Tensor, *args, **kwargs):
         if self.path == "count":
             return self.count(x)
-        self._check_input(x, 1, "[N, *] (step_mode='s')")
+        self._check_input(x, 0, "[N, *] or [] (step_mode='s')")  # rank 0 is one neuron, as in SpikingJelly
         self._check_parameters()
         return super().single_step_forward(x, *args, **kwargs)
 
     def multi_step_forward(self, x_seq: Tensor, *args, **kwargs):
         if self.path == "count":
             return self.count(x_seq)
-        self._check_input(x_seq, 2, "[T, N, *] (step_mode='m')")
+        self._check_input(x_seq, 1, "[T, N, *] or [T] (step_mode='m')")
+        if x_seq.shape[0] == 0:
+            raise ValueError(
+                "x must have at least one time step (T >= 1) along its first axis, "
+                f"got shape {tuple(x_seq.shape)}"
+            )
         self._check_parameters()
         return super().multi_step_forward(x_seq, *args, **kwargs)
 

@@ -2,6 +2,8 @@ r"""CustomNeuronNode: the paper's approximation neuron as a SpikingJelly node.""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from spikingjelly.activation_based import surrogate
 from torch import Tensor, nn
@@ -91,14 +93,35 @@ class CustomNeuronNode(TwoPathNode):
         store_v_seq: bool = False,
         check_finite: bool = True,
     ) -> None:
+        values = {}
+        for name, val in (
+            ("theta_base", theta_base),
+            ("alpha", alpha),
+            ("decay", decay),
+            ("amp_pos", amp_pos),
+            ("amp_neg", amp_neg),
+        ):
+            values[name] = _checks.check_number(name, val)  # one real number: TypeError for '0.5', True
         _checks.check_positive("theta_base", theta_base)
         _checks.check_nonnegative("decay", decay)
-        for name, val in (("alpha", alpha), ("amp_pos", amp_pos), ("amp_neg", amp_neg)):
-            _checks.check_finite(name, torch.as_tensor(float(val)))
+        for name in ("alpha", "amp_pos", "amp_neg"):
+            if not math.isfinite(values[name]):
+                raise ValueError(f"{name} must be finite, got {values[name]}")
         if T is not None:
-            _checks.check_timesteps("T", T)
+            T = _checks.check_timesteps("T", T)
         _checks.check_choice("path", path, ("spike", "count"))
         _checks.check_choice("step_mode", step_mode, ("s", "m"))
+        for name, flag in (
+            ("reset", reset),
+            ("per_step", per_step),
+            ("learnable", learnable),
+            ("detach_reset", detach_reset),
+            ("store_v_seq", store_v_seq),
+            ("check_finite", check_finite),
+        ):
+            _checks.check_bool(name, flag)
+        if surrogate_function is not None:
+            _checks.check_callable("surrogate_function", surrogate_function)
         if path == "count" and T is None:
             raise ValueError("T must be given for path='count' (the number of time steps)")
         if per_step and T is None:
@@ -109,7 +132,7 @@ class CustomNeuronNode(TwoPathNode):
             surrogate_function=surrogate_function if surrogate_function is not None else surrogate.Sigmoid(),
             detach_reset=bool(detach_reset),
             step_mode=step_mode,
-            store_v_seq=store_v_seq,
+            store_v_seq=bool(store_v_seq),
         )
         shape = (T,) if per_step else ()
 
@@ -127,7 +150,7 @@ class CustomNeuronNode(TwoPathNode):
         self.T = T
         self.per_step = bool(per_step)
         self.path = path
-        self.check_finite = check_finite
+        self.check_finite = bool(check_finite)
         self._staircase_cache: tuple[tuple, Staircase] | None = None
 
     def extra_repr(self) -> str:
@@ -137,13 +160,18 @@ class CustomNeuronNode(TwoPathNode):
             f"per_step={self.per_step}, path={self.path!r}, step_mode={self.step_mode!r}"
         )
 
+    @property
+    def step_limit(self) -> int | None:
+        """``T`` with per-step parameters (a reset is needed after ``T`` steps), else None."""
+        return self.T if self.per_step else None
+
     # --------------------------------------------------------------- helpers
     def thresholds(self, T: int, *, start: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
         r"""$\theta_t$ for ``t = start .. start+T-1`` (shape ``[T]``), validated > 0."""
         if self.per_step and start + T > self.T:
             raise ValueError(
                 f"this neuron has per-step parameters for T={self.T} steps, "
-                f"but step {start + T - 1} was requested; call functional.reset_net first"
+                f"but step {start + T - 1} was requested; call functional.reset_net(net) first"
             )
         offsets = self.offsets.to(dtype) if self.offsets is not None else None
         thr = custom_neuron_thresholds(

@@ -93,15 +93,26 @@ class EIIFNode(TwoPathNode):
         store_v_seq: bool = False,
         check_finite: bool = True,
     ) -> None:
+        for name, value in (("theta_0", theta_0), ("alpha", alpha), ("r", r)):
+            _checks.check_number(name, value)  # one real number: TypeError for '0.5', True, None
         _checks.check_positive("theta_0", theta_0)
         _checks.check_nonnegative("alpha", alpha)
         _checks.check_unit_interval("r", r)
         if T is not None:
-            _checks.check_timesteps("T", T)
+            T = _checks.check_timesteps("T", T)
         _checks.check_choice("path", path, ("spike", "count"))
         if path == "count" and T is None:
             raise ValueError("T must be given for path='count' (the number of time steps)")
         _checks.check_choice("step_mode", step_mode, ("s", "m"))
+        for name, flag in (
+            ("soft_reset", soft_reset),
+            ("detach_reset", detach_reset),
+            ("store_v_seq", store_v_seq),
+            ("check_finite", check_finite),
+        ):
+            _checks.check_bool(name, flag)
+        if surrogate_function is not None:
+            _checks.check_callable("surrogate_function", surrogate_function)
         chosen = learnable_set("learnable", learnable, ("theta_0", "alpha", "r"))
         super().__init__(
             v_threshold=float(theta_0),
@@ -109,7 +120,7 @@ class EIIFNode(TwoPathNode):
             surrogate_function=surrogate_function if surrogate_function is not None else surrogate.Sigmoid(),
             detach_reset=bool(detach_reset),
             step_mode=step_mode,
-            store_v_seq=store_v_seq,
+            store_v_seq=bool(store_v_seq),
         )
         register_tensor(self, "theta_0", theta_0, "theta_0" in chosen)
         register_tensor(self, "alpha", alpha, "alpha" in chosen)
@@ -118,7 +129,7 @@ class EIIFNode(TwoPathNode):
         self.soft_reset = bool(soft_reset)
         self.T = T
         self.path = path
-        self.check_finite = check_finite
+        self.check_finite = bool(check_finite)
         self._staircase_cache: tuple[tuple, Staircase] | None = None
 
     def extra_repr(self) -> str:

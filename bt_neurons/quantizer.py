@@ -35,6 +35,7 @@ clipped.
 
 from __future__ import annotations
 
+import numbers
 from contextlib import contextmanager
 
 import torch
@@ -91,17 +92,26 @@ class Quantizer(nn.Module):
         group_size: int | None = None,
     ) -> None:
         super().__init__()
+        symmetric = _checks.check_bool("symmetric", symmetric)
+        dynamic = _checks.check_bool("dynamic", dynamic)
         if group_size is not None:
-            _checks.check_timesteps("group_size", group_size)
+            group_size = _checks.check_timesteps("group_size", group_size)
             if not (symmetric and dynamic and granularity == "token"):
                 raise ValueError(
                     "group_size needs dynamic symmetric per-token scales "
                     "(symmetric=True, dynamic=True, granularity='token')"
                 )
-        if isinstance(clip, bool) or not isinstance(clip, int | float) or not 0.0 < clip <= 1.0:
+        if isinstance(clip, bool) or not isinstance(clip, numbers.Real):
+            raise TypeError(f"clip must be a float in (0, 1], got {type(clip).__name__} {clip!r}")
+        if not 0.0 < clip <= 1.0:
             raise ValueError(f"clip must be a float in (0, 1], got {clip!r}")
-        if isinstance(bits, bool) or not isinstance(bits, int) or bits < 2:
+        if isinstance(bits, bool) or not isinstance(bits, numbers.Integral):
+            raise TypeError(f"bits must be an int >= 2, got {type(bits).__name__} {bits!r}")
+        if bits < 2:
             raise ValueError(f"bits must be an int >= 2, got {bits!r}")
+        bits = int(bits)
+        _checks.check_number("eps", eps)  # a zero eps would make an all-zero token 0 / 0 = NaN
+        _checks.check_positive("eps", eps)
         _checks.check_choice("granularity", granularity, GRANULARITIES)
         if dynamic and granularity != "token":
             raise ValueError(
@@ -111,7 +121,7 @@ class Quantizer(nn.Module):
         if qmax is not None:
             if not symmetric:
                 raise ValueError("qmax can only be set for symmetric quantization")
-            _checks.check_timesteps("qmax", qmax)
+            qmax = _checks.check_timesteps("qmax", qmax)
         self.bits = bits
         self.symmetric = bool(symmetric)
         self.granularity = granularity
@@ -134,9 +144,30 @@ class Quantizer(nn.Module):
             + (f", clip={float(self.clip_ratio):.3g}" if float(self.clip_ratio) != 1.0 else "")
         )
 
+    # ------------------------------------------------------------ checks
+    def _check_x(self, x: Tensor) -> None:
+        """``x`` must be a floating tensor ``[..., C]`` (any rank for per-tensor scales) that fits the
+        calibrated scales; with static scales it must be finite (a dynamic scale catches NaN itself)."""
+        _checks.check_floating("x", x)
+        if self.granularity != "tensor":
+            _checks.check_rank("x", x, 1, "[..., C]")
+        if self.clip_ratio.requires_grad:  # a learned clip ratio may leave (0, 1]: a scale <= 0 is garbage
+            _checks.check_positive("clip_ratio", self.clip_ratio)
+        if self.scale is not None and not (self.dynamic or self._observing):
+            _checks.check_same_device("x", x, "the quantizer's calibrated scale", self.scale)
+            if self.granularity == "channel" and x.shape[-1] != self.scale.shape[-1]:
+                raise ValueError(
+                    f"x must have {self.scale.shape[-1]} channels in its last axis (the calibrated "
+                    f"per-channel scales), got {x.shape[-1]}"
+                )
+            _checks.check_finite("x", x)  # a static scale stays finite: NaN / Inf would pass silently
+
     # ------------------------------------------------------------ scales
     def _reduce(self, x: Tensor, op: str) -> Tensor:
         fn = torch.amax if op == "max" else torch.amin
+        if x.numel() == 0:  # nothing seen: a zero range (the scale becomes eps)
+            shape = {"token": (*x.shape[:-1], 1), "channel": x.shape[-1:], "tensor": ()}[self.granularity]
+            return x.new_zeros(shape)
         if self.granularity == "token":
             return fn(x, dim=-1, keepdim=True)
         if self.granularity == "channel":
@@ -144,11 +175,12 @@ class Quantizer(nn.Module):
         return fn(x)
 
     def _scale_from(self, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor | None]:
+        eps = _checks.smallest_scale(lo.dtype, self.eps)  # > 0 in lo's dtype (1e-8 is 0 in float16)
         if self.symmetric:
             amax = torch.maximum(lo.abs(), hi.abs())
-            return (amax / self.qmax).clamp_min(self.eps), None
+            return (amax / self.qmax).clamp_min(eps), None
         lo, hi = lo.clamp(max=0), hi.clamp(min=0)
-        scale = ((hi - lo) / self.qmax).clamp_min(self.eps)
+        scale = ((hi - lo) / self.qmax).clamp_min(eps)
         zero = round_half_away(-lo / scale).clamp(0, self.qmax)
         return scale, zero
 
@@ -174,6 +206,7 @@ class Quantizer(nn.Module):
 
     def scales(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """``(scale, zero_point)`` for ``x`` (dynamic) or the calibrated ones."""
+        self._check_x(x)
         if self.dynamic and not self._observing:
             if self.group_size is not None:  # each value gets its group's scale
                 g = self.grouped(x)
@@ -225,7 +258,7 @@ class Quantizer(nn.Module):
     # ------------------------------------------------------------ quantize
     def quantize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Integer levels ``q`` (in ``x``'s dtype), the scale and the zero point."""
-        _checks.check_floating("x", x)
+        self._check_x(x)
         if self.per_token_symmetric and not self._observing:
             q, scale = quantize_tokens(x, self.qmax, self.clip_ratio, self.eps)  # fused on the CPU
             return q, scale, None
@@ -256,7 +289,7 @@ class Quantizer(nn.Module):
         if not (self.per_token_symmetric or grouped) or x.requires_grad:
             q, scale, zero = self.quantize(x)
             return x.copy_(self.dequantize(q, scale, zero))
-        _checks.check_floating("x", x)
+        self._check_x(x)
         if grouped:
             if not x.is_contiguous():
                 return x.copy_(self.fake_quantize_(x.contiguous(), chunk=chunk))
@@ -281,7 +314,7 @@ class Quantizer(nn.Module):
         $v = x / s$, $\partial \hat x / \partial s = q - v$ inside the range and
         $q$ where $x$ was clipped; the value of $\hat x$ is unchanged.
         """
-        _checks.check_floating("x", x)
+        self._check_x(x)
         if self._observing:
             self._observe(x)
             return x

@@ -79,7 +79,7 @@ class SNNMatmul(nn.Module):
         super().__init__()
         self.T = _checks.check_timesteps("timesteps", timesteps)
         _checks.check_choice("path", path, ("count", "spike"))
-        self.transpose_y = bool(transpose_y)
+        self.transpose_y = _checks.check_bool("transpose_y", transpose_y)
         self.path = path
         self.quantizer = Quantizer(qmax=self.T)
 
@@ -91,22 +91,30 @@ class SNNMatmul(nn.Module):
         for name, t in (("x", x), ("y", y)):
             _checks.check_floating(name, t)
             _checks.check_rank(name, t, 2, "[..., rows, cols]")
+        _checks.check_same_device("y", y, "x", x)
+        for name, t in (("x", x), ("y", y)):
             _checks.check_finite(name, t)
         if x.dtype != y.dtype:
             raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"groups must be a positive int, got {groups!r}")
+        groups = _checks.check_timesteps("groups", groups)
+        y_shape = tuple(y.shape)
         if groups > 1:
             if y.dim() < 3:
-                raise ValueError("groups > 1 needs y with a heads axis at dim -3")
+                raise ValueError(f"groups > 1 needs y with a heads axis at dim -3, got y of shape {y_shape}")
             y = y.repeat_interleave(groups, dim=-3)
         k_y = y.shape[-1] if self.transpose_y else y.shape[-2]
+        layout = "x @ y^T" if self.transpose_y else "x @ y"
         if x.shape[-1] != k_y:
-            layout = "x @ y^T" if self.transpose_y else "x @ y"
             raise ValueError(
-                f"shapes do not match for {layout}: x {tuple(x.shape)}, y {tuple(y.shape)} "
+                f"shapes do not match for {layout}: x {tuple(x.shape)}, y {y_shape} "
                 f"(x's last axis {x.shape[-1]} != {k_y})"
             )
+        _checks.check_broadcastable(
+            f"the leading (batch, head) axes of x and y for {layout} "
+            f"(y's heads repeated groups={groups} times)",
+            x=x.shape[:-2],
+            y=y.shape[:-2],
+        )
         cy, sy, _ = self.quantizer.quantize(y)  # per row of y
         if self.transpose_y:
             cx, sx, _ = self.quantizer.quantize(x)

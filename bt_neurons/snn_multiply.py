@@ -61,7 +61,7 @@ class SNNMultiply(nn.Module):
         self.path = path
         self.quantizer = Quantizer(qmax=self.T, group_size=group_size)
         if channels is not None:
-            _checks.check_timesteps("channels", channels)
+            channels = _checks.check_timesteps("channels", channels)
             if group_size is not None and channels % group_size:
                 raise ValueError(f"channels ({channels}) must be a multiple of group_size ({group_size})")
             self.register_buffer("x_channel_scale", torch.ones(channels))
@@ -77,6 +77,9 @@ class SNNMultiply(nn.Module):
         for name, t in (("x", x), ("y", y)):
             _checks.check_floating(name, t)
             _checks.check_rank(name, t, 1, "[..., C]")
+        _checks.check_same_device("y", y, "x", x)
+        for name, t in (("x", x), ("y", y)):
+            _checks.check_finite(name, t)  # here, so that the message names the operand
         if x.shape != y.shape:
             raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
         if x.dtype != y.dtype:
@@ -87,6 +90,7 @@ class SNNMultiply(nn.Module):
                 raise ValueError(
                     f"x must have {self.x_channel_scale.numel()} channels in its last axis, got {x.shape[-1]}"
                 )
+            _checks.check_same_device("x", x, "the channel scales (x_channel_scale)", self.x_channel_scale)
             gx, gy = self.x_channel_scale.to(x.dtype), self.y_channel_scale.to(x.dtype)
         cx, sx, _ = self.quantizer.quantize(x if gx is None else x / gx)  # raises on NaN / Inf
         cy, sy, _ = self.quantizer.quantize(y if gy is None else y / gy)

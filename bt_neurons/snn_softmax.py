@@ -39,6 +39,9 @@ __all__ = ["SNNSoftmax"]
 class SNNSoftmax(nn.Module):
     """Softmax over the last axis; see the module docs.
 
+    Scores must be finite in both modes (mask positions with ``mask``, not
+    with ``-inf``): ``ValueError`` naming ``scores`` otherwise.
+
     Args:
         mode: ``"spiking"`` or ``"float"``.
         exp: the Exp approximator (a module mapping ``x <= 0`` to ``e^x``), for ``"spiking"``.
@@ -62,10 +65,13 @@ class SNNSoftmax(nn.Module):
                 "mode='spiking' needs the exp and reciprocal approximators "
                 "(bt_neurons.approximators.spiking_softmax() passes the shipped ones)"
             )
+        for name, fn in (("exp", exp), ("reciprocal", reciprocal)):
+            if fn is not None:
+                _checks.check_callable(name, fn)
         self.mode = mode
         self.exp = exp
         self.reciprocal = reciprocal
-        self.causal = bool(causal)
+        self.causal = _checks.check_bool("causal", causal)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, causal={self.causal}"
@@ -79,8 +85,17 @@ class SNNSoftmax(nn.Module):
             j = torch.arange(n, device=scores.device)
             allowed = j <= i + (n - m)
         if mask is not None:
+            _checks.check_tensor("mask", mask)
             if mask.dtype != torch.bool:
                 raise TypeError(f"mask must be a bool tensor (True = allowed), got {mask.dtype}")
+            _checks.check_same_device("mask", mask, "scores", scores)
+            if _checks.check_broadcastable("mask and scores", mask=mask.shape, scores=scores.shape) != tuple(
+                scores.shape
+            ):
+                raise ValueError(
+                    f"mask must broadcast to the shape of scores {tuple(scores.shape)}, "
+                    f"got {tuple(mask.shape)}"
+                )
             allowed = mask if allowed is None else allowed & mask
         return allowed
 
@@ -92,6 +107,7 @@ class SNNSoftmax(nn.Module):
             raise ValueError("softmax over an axis of length 0: scores must have at least one key")
         if self.causal:
             _checks.check_rank("scores", scores, 2, "[..., queries, keys] (causal)")
+        _checks.check_finite("scores", scores)  # in both modes: the float mode would pass NaN on silently
         allowed = self.allowed(scores, mask)
         if allowed is not None:
             allowed = allowed.expand(scores.shape)
@@ -100,7 +116,6 @@ class SNNSoftmax(nn.Module):
         if self.mode == "float":
             s = scores if allowed is None else scores.masked_fill(~allowed, float("-inf"))
             return torch.softmax(s.float(), dim=-1).to(scores.dtype)
-        _checks.check_finite("scores", scores)
         s = scores.float()
         if allowed is not None:
             s = s.masked_fill(~allowed, float("-inf"))

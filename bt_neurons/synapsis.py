@@ -25,6 +25,8 @@ Scales are per token (dynamic) by default, so no sequence depends on another.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -154,14 +156,34 @@ def quantized_linear(
 
 
 def _check_input(layer: nn.Linear, x: Tensor) -> None:
+    """``x`` ``[..., in]``: floating, at least 1-D (as ``nn.Linear`` needs), on the weight's device, dtype."""
     _checks.check_floating("x", x)
+    _checks.check_rank("x", x, 1, f"[..., {layer.in_features}] (in_features last)")
     if x.shape[-1] != layer.in_features:
         raise ValueError(f"x must have {layer.in_features} features in its last axis, got {x.shape[-1]}")
+    weight = layer.weight
+    _checks.check_same_device("x", x, "the layer's weight", weight)
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(
+            f"x has dtype {x.dtype} but the layer's weight is {weight.dtype}: cast one to the other "
+            f"(x.to({weight.dtype}) or synapsis.to({x.dtype})), as nn.Linear needs"
+        )
+
+
+def _check_ids(layer: nn.Embedding, ids: Tensor) -> None:
+    """Token ids of an embedding: an integer tensor with values in ``[0, num_embeddings)``."""
+    _checks.check_indices("x", ids, layer.num_embeddings)
+    _checks.check_same_device("x", ids, "the embedding's weight", layer.weight)
 
 
 def _check_layer(layer: nn.Module) -> None:
     if not isinstance(layer, nn.Linear | nn.Embedding):
         raise TypeError(f"layer must be an nn.Linear or nn.Embedding, got {type(layer).__name__}")
+
+
+def _check_quantizer(name: str, q: object) -> None:
+    if q is not None and not isinstance(q, Quantizer):
+        raise TypeError(f"{name} must be a bt_neurons.Quantizer or None, got {type(q).__name__}")
 
 
 class QSynapsis(nn.Module):
@@ -178,6 +200,8 @@ class QSynapsis(nn.Module):
     ) -> None:
         super().__init__()
         _check_layer(layer)
+        _check_quantizer("pre", pre)
+        _check_quantizer("post", post)
         if isinstance(layer, nn.Embedding) and pre is not None:
             raise ValueError("an embedding takes token ids: it has no pre-quantizer (pre must be None)")
         self.layer = layer
@@ -195,6 +219,7 @@ class QSynapsis(nn.Module):
     ) -> QSynapsis:
         """Wrap ``linear`` with symmetric per-token dynamic quantizers of ``bits`` bits."""
         _check_layer(linear)
+        post = _checks.check_bool("post", post)
         return cls(
             linear,
             Quantizer(bits, granularity=granularity, dynamic=granularity == "token"),
@@ -208,7 +233,9 @@ class QSynapsis(nn.Module):
         return cls(embedding, None, Quantizer(bits))
 
     def forward(self, x: Tensor) -> Tensor:
-        if isinstance(self.layer, nn.Linear):
+        if isinstance(self.layer, nn.Embedding):
+            _check_ids(self.layer, x)
+        else:
             _check_input(self.layer, x)
             if self.pre is not None:
                 return quantized_linear(x, self.pre, self.layer.weight, self.layer.bias, post=self.post)
@@ -255,6 +282,9 @@ class Synapsis(nn.Module):
     ) -> None:
         super().__init__()
         _check_layer(layer)
+        _check_quantizer("pre_quantizer", pre_quantizer)
+        _check_quantizer("post_quantizer", post_quantizer)
+        post = _checks.check_bool("post", post)
         T = _checks.check_timesteps("timesteps", timesteps)
         T_post = _checks.check_timesteps(
             "post_timesteps", post_timesteps if post_timesteps is not None else T
@@ -322,6 +352,7 @@ class Synapsis(nn.Module):
     def _pre_activation(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """``y = W x_hat + b`` and the number of presynaptic spikes (when spikes are tracked)."""
         if self.embedding:
+            _check_ids(self.layer, x)
             return self.layer(x), 0.0
         _check_input(self.layer, x)
         if self.path == "count":
@@ -331,12 +362,13 @@ class Synapsis(nn.Module):
             counts, scale, _ = self.pre.quantize(x)  # raises on NaN / Inf (the scale is not finite)
             pre_spikes = counts.abs().sum() if tracking() else 0.0
             spikes = eiif_spikes_from_counts(counts, self.T)  # [T, ..., in]
-            flat = spikes.reshape(self.T, -1, x.shape[-1])
+            flat = spikes.reshape(self.T, math.prod(x.shape[:-1]), x.shape[-1])  # rows stated: 0 is legal
+            out_shape = (*x.shape[:-1], self.layer.out_features)
             if self.pre.group_size is None:
-                y = accumulate_spikes(flat, self.layer.weight).reshape(*x.shape[:-1], -1) * scale
+                y = accumulate_spikes(flat, self.layer.weight).reshape(out_shape) * scale
             else:  # a spike carries its group's scale: sum_g s_g W_g C_g
-                y = accumulate_spikes(flat * scale.reshape(1, -1, x.shape[-1]), self.layer.weight)
-                y = y.reshape(*x.shape[:-1], -1)
+                y = accumulate_spikes(flat * scale.reshape(1, *flat.shape[1:]), self.layer.weight)
+                y = y.reshape(out_shape)
             if self.layer.bias is not None:
                 y = y + self.layer.bias
         return y, pre_spikes

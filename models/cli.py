@@ -7,23 +7,27 @@
 source model on the text of F). ``bt-chat DST`` generates from it, printing
 each answer as it is generated: once with ``--prompt``, or a conversation read
 line by line from stdin.
+
+Both refuse bad input before the work starts (options, files, a DST that
+exists without ``--force`` or cannot be written) and end every error with
+one line ``prog: error: ...``: exit status 2 for a usage error (a bad option
+or a missing / broken input file), 1 for a run that failed, 130 for Ctrl-C
+(see `bt_neurons._commands`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bt_neurons._commands import EXIT_FAILED, CommandError, one_line, run_command
+
 __all__ = ["chat_main", "convert_main"]
-
-
-class _UsageError(Exception):
-    pass
 
 
 def _at_least(minimum: int, what: str):
@@ -43,6 +47,36 @@ def _at_least(minimum: int, what: str):
 
 _positive = _at_least(1, "a positive integer")
 _nonnegative = _at_least(0, "an integer >= 0")
+
+
+def _seed(text: str) -> int:
+    """An argparse type: a random seed, an integer torch accepts (-2**63 .. 2**64 - 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not -(2**63) <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected a seed in [-2**63, 2**64 - 1], got {value}")
+    return value
+
+
+def _real(what: str, accept):
+    """An argparse type: a finite float for which ``accept(value)`` holds, described as ``what``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    return parse
+
+
+_positive_real = _real("a finite number > 0", lambda v: v > 0)
+_fraction = _real("a number in (0, 1]", lambda v: 0 < v <= 1)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -101,7 +135,7 @@ def convert_parser() -> argparse.ArgumentParser:
         "--calibration-tokens", type=_positive, default=256, help="tokens of the calibration text used"
     )
     p.add_argument("--no-rotate", action="store_true", help="do not fold rotations into the weights")
-    p.add_argument("--seed", type=int, default=0, help="seed of the residual rotation")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the residual rotation")
     p.add_argument(
         "--group-size",
         type=_nonnegative,
@@ -121,7 +155,9 @@ def convert_parser() -> argparse.ArgumentParser:
         "distillation)",
     )
     p.add_argument("--distill-steps", type=_positive, default=200, help="distillation steps")
-    p.add_argument("--distill-lr", type=float, default=3e-5, help="peak learning rate of the distillation")
+    p.add_argument(
+        "--distill-lr", type=_positive_real, default=3e-5, help="peak learning rate of the distillation"
+    )
     p.add_argument("--distill-seq", type=_positive, default=256, help="tokens per distillation window")
     p.add_argument(
         "--distill-learn-clip",
@@ -132,114 +168,152 @@ def convert_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_atomically(model, tokenizer, dst: Path, force: bool) -> None:
-    """Save into a temporary folder beside ``dst``, then move it into place."""
-    parent = dst.parent if str(dst.parent) else Path(".")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=parent))
-    try:
-        model.save_pretrained(tmp)
+def _write_model(model, tokenizer, dst: Path, force: bool) -> None:
+    """Save into a temporary folder beside ``dst``, then move it into place (the old one kept until then)."""
+    from bt_neurons._atomic_writes import atomic_write_folder
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
         if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        if dst.exists():
-            if not force:
-                raise _UsageError(f"dst {str(dst)!r} already exists (use --force to replace it)")
-            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=parent))
-            os.replace(dst, old / "model")
-            os.replace(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            tokenizer.save_pretrained(folder)
+
+    try:
+        atomic_write_folder(dst, write, replace=force)
+    except FileExistsError:  # it appeared while converting
+        raise CommandError(f"dst {str(dst)!r} already exists (use --force to replace it)") from None
 
 
 def _read_text(option: str, path: str | None) -> str | None:
-    """The UTF-8 text of the file an option names (None when the option is absent)."""
+    """The UTF-8 text of the file an option names (None when the option is absent); never empty."""
     if path is None:
         return None
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _UsageError(f"cannot read {option}: {exc}") from None
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CommandError(
+            f"cannot read {option} {path!r}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise CommandError(f"cannot read {option} {path!r}: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise CommandError(f"{option} {path!r} is empty: expected UTF-8 text")
+    return text
 
 
-def convert_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``bt-convert``; returns the exit status (2 for a usage error)."""
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies inside it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def _check_paths(src: Path, dst: Path, gguf_file: str | None, force: bool) -> None:
+    """Everything about SRC and DST that can be known before loading: nothing is converted in vain."""
+    if not src.exists():
+        raise CommandError(f"src {str(src)!r} does not exist: expected a checkpoint folder or a .gguf file")
+    if not src.is_dir():
+        what = "a checkpoint folder" if gguf_file else "a checkpoint folder or a .gguf file"
+        raise CommandError(f"src {str(src)!r} is not {what}")
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if dst.exists() or dst.is_symlink():
+        if not force:
+            raise CommandError(f"dst {str(dst)!r} already exists (use --force to replace it)")
+        if not dst.is_dir():
+            raise CommandError(
+                f"dst {str(dst)!r} is a file, not a model folder: --force replaces folders only"
+            )
+        target = dst.resolve()
+        if _inside(src.resolve(), target):
+            raise CommandError(f"dst {str(dst)!r} holds src: replacing it would delete the source checkpoint")
+        if _inside(Path.cwd().resolve(), target):
+            raise CommandError(f"dst {str(dst)!r} holds the current folder: --force will not replace it")
+    if not parent.is_dir():
+        raise CommandError(f"the parent folder of dst {str(dst)!r} does not exist (or is not a folder)")
+    try:  # a read-only parent is found now, not after the conversion
+        os.rmdir(tempfile.mkdtemp(prefix=f".{dst.name}.probe.", dir=parent))
+    except OSError as exc:
+        raise CommandError(
+            f"cannot write dst {str(dst)!r}: its folder {str(parent)!r} is not writable "
+            f"({exc.strerror or exc})"
+        ) from None
+
+
+def _convert(argv: list[str] | None) -> int:
     args = convert_parser().parse_args(argv)
     start = time.perf_counter()
     src, dst = Path(args.src), Path(args.dst)
     if src.suffix == ".gguf" and src.is_file() and args.gguf_file is None:
         src, args.gguf_file = src.parent, src.name
-    try:
-        if not src.exists():
-            raise _UsageError(
-                f"src {str(src)!r} does not exist: expected a checkpoint folder or a .gguf file"
-            )
-        if not src.is_dir():
-            what = "a checkpoint folder" if args.gguf_file else "a checkpoint folder or a .gguf file"
-            raise _UsageError(f"src {str(src)!r} is not {what}")
-        if dst.exists() and not args.force:
-            raise _UsageError(f"dst {str(dst)!r} already exists (use --force to replace it)")
-        if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
-            raise _UsageError(f"the parent folder of dst {str(dst)!r} does not exist")
-        text = _read_text("--calibration-file", args.calibration_file)
-        distill_text = _read_text("--distill-file", args.distill_file)
-        from .conversion import convert, load_source
+    _check_paths(src, dst, args.gguf_file, args.force)
+    text = _read_text("--calibration-file", args.calibration_file)
+    distill_text = _read_text("--distill-file", args.distill_file)
+    from .conversion import convert, load_source
 
-        if args.gguf_file:  # transformers parses and de-quantizes it, silently at first
-            print(f"loading {src / args.gguf_file} (reading a GGUF file takes a while) ...", file=sys.stderr)
-        else:
-            print(f"loading {src} ...", file=sys.stderr)
-        loading = time.perf_counter()
-        source, tokenizer = load_source(src, args.gguf_file)
-        print(f"loaded in {time.perf_counter() - loading:.1f} s", file=sys.stderr)
-        print(f"converting at T={args.timesteps} ...", file=sys.stderr)
-        model = convert(
+    if args.gguf_file:  # transformers parses and de-quantizes it, silently at first
+        print(f"loading {src / args.gguf_file} (reading a GGUF file takes a while) ...", file=sys.stderr)
+    else:
+        print(f"loading {src} ...", file=sys.stderr)
+    loading = time.perf_counter()
+    source, tokenizer = load_source(src, args.gguf_file)
+    print(f"loaded in {time.perf_counter() - loading:.1f} s", file=sys.stderr)
+    distill_ids = None
+    if distill_text is not None:  # checked before the conversion, which takes a while
+        if tokenizer is None:
+            raise CommandError("--distill-file needs the source's tokenizer, and src has none")
+        distill_ids = tokenizer(distill_text, return_tensors="pt").input_ids[0]
+        if distill_ids.numel() <= args.distill_seq:
+            raise CommandError(
+                f"--distill-file {args.distill_file!r} has {distill_ids.numel()} tokens; distillation "
+                f"windows need more than --distill-seq (seq={args.distill_seq})"
+            )
+        limit = getattr(source.config, "max_position_embeddings", args.distill_seq)
+        if args.distill_seq > limit:
+            raise CommandError(f"--distill-seq must be <= the model's max_position_embeddings ({limit})")
+    if text is not None and tokenizer is None:
+        raise CommandError("--calibration-file needs the source's tokenizer, and src has none")
+    print(f"converting at T={args.timesteps} ...", file=sys.stderr)
+    model = convert(
+        source,
+        args.timesteps,
+        text,
+        tokenizer=tokenizer,
+        path=args.path,
+        operators=args.operators,
+        rotate=not args.no_rotate,
+        seed=args.seed,
+        calibration_tokens=args.calibration_tokens,
+        group_size=args.group_size,
+        final_mixer=args.final_mixer,
+        progress=True,
+    )
+    if distill_ids is not None:
+        from .training import distill
+
+        print(
+            f"stage 1: distilling for {args.distill_steps} steps on {distill_ids.numel()} tokens ...",
+            file=sys.stderr,
+        )
+        losses = distill(
+            model,
             source,
-            args.timesteps,
-            text,
-            tokenizer=tokenizer,
-            path=args.path,
-            operators=args.operators,
-            rotate=not args.no_rotate,
-            seed=args.seed,
-            calibration_tokens=args.calibration_tokens,
-            group_size=args.group_size,
-            final_mixer=args.final_mixer,
+            distill_ids,
+            steps=args.distill_steps,
+            lr=args.distill_lr,
+            seq=args.distill_seq,
+            learn_clip=args.distill_learn_clip,
             progress=True,
         )
-        if distill_text is not None:
-            from .training import distill
-
-            if tokenizer is None:
-                raise _UsageError("--distill-file needs the source's tokenizer, and src has none")
-            ids = tokenizer(distill_text, return_tensors="pt").input_ids[0]
-            print(
-                f"stage 1: distilling for {args.distill_steps} steps on {ids.numel()} tokens ...",
-                file=sys.stderr,
-            )
-            losses = distill(
-                model,
-                source,
-                ids,
-                steps=args.distill_steps,
-                lr=args.distill_lr,
-                seq=args.distill_seq,
-                learn_clip=args.distill_learn_clip,
-                progress=True,
-            )
-            print(f"distillation KL per token: {losses[0]:.4f} -> {losses[-1]:.4f}", file=sys.stderr)
-        print(f"writing {dst} ...", file=sys.stderr)
-        _write_atomically(model, tokenizer, dst, args.force)
-    except (_UsageError, FileNotFoundError, ValueError, TypeError) as exc:
-        print(f"bt-convert: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("bt-convert: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        print(f"distillation KL per token: {losses[0]:.4f} -> {losses[-1]:.4f}", file=sys.stderr)
+    print(f"writing {dst} ...", file=sys.stderr)
+    _write_model(model, tokenizer, dst, args.force)
     print(f"wrote {dst} ({time.perf_counter() - start:.1f} s in all)", file=sys.stderr)
     return 0
+
+
+def convert_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``bt-convert``; returns the exit status (0, 1, 2 or 130; see the module docs)."""
+    return run_command(
+        "bt-convert", lambda: _convert(argv), usage_errors=(ValueError, TypeError, FileNotFoundError)
+    )
 
 
 def chat_parser() -> argparse.ArgumentParser:
@@ -256,9 +330,11 @@ def chat_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-new-tokens", type=_positive, default=64, help="at most this many tokens per answer")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature, with --sample")
-    p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass, with --sample")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the sampling, with --sample")
+    p.add_argument(
+        "--temperature", type=_positive_real, default=0.7, help="sampling temperature, with --sample"
+    )
+    p.add_argument("--top-p", type=_fraction, default=0.9, help="nucleus sampling mass, with --sample")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of the sampling, with --sample")
     p.add_argument(
         "--timesteps", "-T", type=_positive, help="override the model's T (default: the model's T)"
     )
@@ -304,7 +380,20 @@ def _reply(model, tokenizer, messages: list[dict], args, stream: bool = False) -
     else:
         text = messages[-1]["content"]
     enc = tokenizer(text, return_tensors="pt")
-    kwargs = {"max_new_tokens": args.max_new_tokens, "pad_token_id": tokenizer.eos_token_id}
+    length, limit = enc.input_ids.shape[1], model.config.max_position_embeddings
+    if length == 0:
+        raise CommandError("the prompt has no tokens")
+    if length >= limit:
+        what = "the prompt" if len(messages) == 1 else "the conversation"
+        raise CommandError(
+            f"{what} has {length} tokens; the model reads at most {limit} (max_position_embeddings), "
+            "one of them for the answer",
+            status=2 if len(messages) == 1 else EXIT_FAILED,
+        )
+    kwargs = {
+        "max_new_tokens": min(args.max_new_tokens, limit - length),
+        "pad_token_id": tokenizer.eos_token_id,
+    }
     if args.sample:
         torch.manual_seed(args.seed)
         kwargs.update(do_sample=True, temperature=args.temperature, top_p=args.top_p)
@@ -317,43 +406,64 @@ def _reply(model, tokenizer, messages: list[dict], args, stream: bool = False) -
     return tokenizer.decode(out[0, enc.input_ids.shape[1] :], skip_special_tokens=True).strip()
 
 
-def chat_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``bt-chat``; returns the exit status."""
-    args = chat_parser().parse_args(argv)
-    folder = Path(args.model)
+def _load_chat_model(folder: Path):
+    """The model and tokenizer of a bt-convert folder; every problem is a `CommandError` naming the file."""
     if not (folder / "config.json").is_file():
-        print(f"bt-chat: error: {str(folder)!r} is not a model folder (no config.json)", file=sys.stderr)
-        return 2
-    if args.temperature <= 0 or not 0 < args.top_p <= 1:
-        print("bt-chat: error: --temperature must be > 0 and --top-p in (0, 1]", file=sys.stderr)
-        return 2
+        raise CommandError(f"{str(folder)!r} is not a model folder (no config.json)")
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise CommandError(
+            f"{str(folder)!r} has no tokenizer (tokenizer.json or tokenizer_config.json); bt-convert "
+            "writes one when the source checkpoint has one"
+        )
     from transformers import AutoTokenizer
 
     from .modeling import BTSpikingForCausalLM
 
     try:
         model = BTSpikingForCausalLM.from_pretrained(folder, local_files_only=True).eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
-        print(f"bt-chat: error: cannot load {str(folder)!r}: {exc}", file=sys.stderr)
-        return 2
-    model.set_spiking(timesteps=args.timesteps, path=args.path, operators=args.operators)
+        raise CommandError(f"cannot load {str(folder)!r}: {one_line(exc)}") from None
     try:
-        if args.prompt is not None:
-            _reply(model, tokenizer, [{"role": "user", "content": args.prompt}], args, stream=True)
-            return 0
-        messages: list[dict] = []
-        interactive = sys.stdin.isatty()
-        while True:
-            if interactive:
-                print("> ", end="", flush=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception as exc:  # a broken tokenizer file surfaces as many kinds of error
+        raise CommandError(f"cannot load the tokenizer in {str(folder)!r}: {one_line(exc)}") from None
+    return model, tokenizer
+
+
+def _chat(argv: list[str] | None) -> int:
+    args = chat_parser().parse_args(argv)
+    if args.prompt is not None and not args.prompt.strip():
+        raise CommandError(
+            "--prompt is empty: give a text to answer (or leave --prompt out to chat on stdin)"
+        )
+    model, tokenizer = _load_chat_model(Path(args.model))
+    model.set_spiking(timesteps=args.timesteps, path=args.path, operators=args.operators)
+    if args.prompt is not None:
+        _reply(model, tokenizer, [{"role": "user", "content": args.prompt}], args, stream=True)
+        return 0
+    messages: list[dict] = []
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print("> ", end="", flush=True)
+        try:
             line = sys.stdin.readline()
-            if not line:
-                return 0
-            if not line.strip():
-                continue
-            messages.append({"role": "user", "content": line.strip()})
-            answer = _reply(model, tokenizer, messages, args, stream=True)  # printed as it is generated
-            messages.append({"role": "assistant", "content": answer})
-    except KeyboardInterrupt:
-        return 130
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"stdin is not UTF-8 text ({one_line(exc)})") from None
+        if not line:
+            return 0
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line.strip()})
+        answer = _reply(model, tokenizer, messages, args, stream=True)  # printed as it is generated
+        messages.append({"role": "assistant", "content": answer})
+
+
+def chat_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``bt-chat``; returns the exit status (0, 1, 2 or 130; see the module docs)."""
+    return run_command(
+        "bt-chat",
+        lambda: _chat(argv),
+        usage_errors=(ValueError, FileNotFoundError),
+        interrupted="interrupted",
+    )

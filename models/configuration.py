@@ -10,6 +10,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig  # noqa: E402
 
+from bt_neurons import _checks
+
 from . import _transformers  # noqa: F401  (bt_neurons first: a broken torchvision reads as absent)
 
 __all__ = ["BTSpikingConfig", "OPERATORS", "operator_modes"]
@@ -71,6 +73,48 @@ def operator_modes(operators: str | dict | None) -> dict[str, str]:
             raise ValueError(f"operators[{key!r}] must be 'spiking' or 'float', got {mode!r}")
         modes[key] = mode
     return modes
+
+
+#: Fields checked by type and range before anything is computed from them (a config.json may hold anything).
+_POSITIVE_INTS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "max_position_embeddings",
+    "timesteps",
+)
+_OPTIONAL_POSITIVE_INTS = ("num_key_value_heads", "head_dim")
+_NONNEGATIVE_INTS = ("hadamard_mlp_block", "encoder_group_size")
+_BOOLS = ("tie_word_embeddings", "qkv_bias", "o_bias", "mlp_bias", "use_cache", "rotated", "final_mixer")
+_OPTIONAL_STRS = ("source_model_type",)
+
+
+def _check_fields(cfg) -> None:
+    """Types and ranges of the fields, each error naming its field (``TypeError`` / ``ValueError``)."""
+    for name in _POSITIVE_INTS:
+        _checks.check_timesteps(name, getattr(cfg, name))  # a positive int
+    for name in _OPTIONAL_POSITIVE_INTS:
+        if getattr(cfg, name) is not None:
+            _checks.check_timesteps(name, getattr(cfg, name))
+    for name in _NONNEGATIVE_INTS:
+        _checks.check_int(name, getattr(cfg, name), 0)
+    for name in _BOOLS:
+        _checks.check_bool(name, getattr(cfg, name))
+    _checks.check_positive("rms_norm_eps", cfg.rms_norm_eps)
+    for name in ("hidden_act", "path", *_OPTIONAL_STRS):
+        value = getattr(cfg, name)
+        if not isinstance(value, str) and not (name in _OPTIONAL_STRS and value is None):
+            raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
+    if cfg.rope_parameters is not None and not isinstance(cfg.rope_parameters, dict):
+        raise TypeError(f"rope_parameters must be a dict or None, got {type(cfg.rope_parameters).__name__}")
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        value = getattr(cfg, name)
+        ids = value if isinstance(value, list) and name == "eos_token_id" else [value]
+        for v in ids:
+            if v is not None:
+                _checks.check_int(name, v, -cfg.vocab_size, cfg.vocab_size - 1)
 
 
 @strict
@@ -143,7 +187,13 @@ class BTSpikingConfig(PreTrainedConfig):
     source_model_type: str | None = None
 
     def __post_init__(self, **kwargs) -> None:
+        _check_fields(self)
         if self.head_dim is None:
+            if self.hidden_size < self.num_attention_heads:
+                raise ValueError(
+                    f"hidden_size ({self.hidden_size}) must be >= num_attention_heads "
+                    f"({self.num_attention_heads}) when head_dim is not given"
+                )
             self.head_dim = self.hidden_size // self.num_attention_heads
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads

@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bt_neurons import SNNMatmul, SNNMultiply, Synapsis
+from bt_neurons import SNNMatmul, SNNMultiply, Synapsis, _checks
 from bt_neurons.synapsis import quantized_linear
 
 from . import _transformers  # noqa: F401  (must precede the transformers imports)
@@ -73,6 +73,15 @@ def load_source(path: str | os.PathLike, gguf_file: str | None = None):
     ``path`` is a checkpoint folder (``gguf_file``: the GGUF file in it) or a
     ``.gguf`` file. Returns ``(model, tokenizer)``; ``tokenizer`` is None when
     the folder has none.
+
+    Weights are read from safetensors or GGUF only: a folder whose weights are
+    a pickle (``pytorch_model.bin``, ...) is refused without opening it, and a
+    checkpoint that lacks weights of its model (which transformers would fill
+    with random values) is refused too.
+
+    Raises:
+        FileNotFoundError: ``path`` or ``gguf_file`` does not exist.
+        ValueError: a broken, incomplete or pickled checkpoint (the message names it).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -80,7 +89,7 @@ def load_source(path: str | os.PathLike, gguf_file: str | None = None):
     if gguf_file is None and folder.endswith(".gguf") and os.path.isfile(folder):
         folder, gguf_file = os.path.split(os.path.abspath(folder))
     if not os.path.isdir(folder):
-        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        what = "is not a folder" if os.path.exists(folder) else "is not a folder: it does not exist"
         raise FileNotFoundError(
             f"model_or_path must be a model, a local checkpoint folder or a .gguf file; {folder!r} {what}"
         )
@@ -89,12 +98,53 @@ def load_source(path: str | os.PathLike, gguf_file: str | None = None):
     kwargs = {"local_files_only": True}
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+        where = os.path.join(folder, gguf_file)
+    else:
+        _check_safetensors_checkpoint(folder)
+        where = folder
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            folder,
+            dtype=torch.float32,
+            output_loading_info=True,
+            **kwargs,
+            **({} if gguf_file is not None else {"use_safetensors": True}),
+        )
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # a broken file surfaces as many kinds of error, deep inside transformers
+        raise ValueError(f"cannot load the checkpoint {where!r}: {type(exc).__name__}: {exc}") from exc
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    lost = [k for k in (info.get("missing_keys") or ()) if not (tied and k == "lm_head.weight")]
+    lost += [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()]
+    if lost:
+        raise ValueError(
+            f"the checkpoint {where!r} lacks {len(lost)} weight(s) of its model (or has them in other "
+            f"shapes), e.g. {sorted(lost)[0]!r}: transformers would fill them with random values"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    except (OSError, ValueError):
+    except Exception:  # no tokenizer, or one transformers cannot read: conversion works without
         tokenizer = None
     return model, tokenizer
+
+
+def _check_safetensors_checkpoint(folder: str) -> None:
+    """A transformers folder must hold its weights as safetensors: a pickle is refused, never opened."""
+    from ._model_files import PICKLE_SUFFIXES
+
+    names = os.listdir(folder)
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise FileNotFoundError(f"{folder!r} has no config.json: expected a Hugging Face checkpoint folder")
+    if any(n.endswith(".safetensors") for n in names):
+        return
+    pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
+    if pickles:
+        raise ValueError(
+            f"{folder!r} holds its weights as {pickles[0]}, a pickle file: bt-neurons never unpickles a file "
+            "it is handed (convert it to safetensors, or use its .gguf)"
+        )
+    raise FileNotFoundError(f"{folder!r} has no weights (*.safetensors)")
 
 
 def _check_source(model: nn.Module) -> None:
@@ -304,6 +354,12 @@ def calibrate(
     """
     if not grid or any(not 0.0 < float(c) <= 1.0 for c in grid):
         raise ValueError(f"grid must hold clip ratios in (0, 1], got {list(grid)!r}")
+    _checks.check_nonnegative("channel_strength", channel_strength)
+    _checks.check_tensor("input_ids", input_ids)
+    if input_ids.dim() != 2 or input_ids.is_floating_point():
+        raise ValueError(
+            f"input_ids must be integer token ids [B, L], got {input_ids.dtype} {tuple(input_ids.shape)}"
+        )
     chosen: dict[str, float] = {}
     handles = []
     layers = model.model.layers
@@ -391,7 +447,8 @@ def convert(
         operators: a preset (``"hybrid"`` default, ``"spiking"``, ``"float"``) or a dict.
         rotate: fold norms and rotations into the weights (default True).
         seed: seed of the residual rotation.
-        calibration_tokens: at most this many tokens of ``calibration_text`` are used (default 256).
+        calibration_tokens: at most this many tokens of ``calibration_text`` are used (default 256;
+            never more than the model's ``max_position_embeddings``).
         group_size: channels per scale of the linear layers' encoders (one scale
             per token and group); ``None`` (default): the head dimension when it
             divides every layer's input width, else 0; 0: one scale per token.
@@ -419,6 +476,9 @@ def convert(
         raise ValueError(f"timesteps must be a positive int, got {timesteps!r}")
     if path not in ("count", "spike"):
         raise ValueError(f"path must be 'count' or 'spike', got {path!r}")
+    calibration_tokens = _checks.check_timesteps("calibration_tokens", calibration_tokens)  # an int >= 1
+    _checks.check_int("seed", seed, -(2**63), 2**64 - 1)
+    rotate, final_mixer = _checks.check_bool("rotate", rotate), _checks.check_bool("final_mixer", final_mixer)
     config = _target_config(model, timesteps, path, operators, bool(rotate), group_size, bool(final_mixer))
     model = model.to(torch.float32)
     steps = config.num_hidden_layers + 3  # embedding, layers, head, building the spiking model
@@ -438,12 +498,17 @@ def convert(
     spiking.eval()
     if calibration_text is not None:
         ids = _calibration_ids(calibration_text, tokenizer or source_tokenizer, config.vocab_size)
-        calibrate(spiking, ids[:, :calibration_tokens], progress=progress)
+        used = min(calibration_tokens, config.max_position_embeddings)  # the model reads no more at once
+        calibrate(spiking, ids[:, :used], progress=progress)
     return spiking
 
 
 def _calibration_ids(text: str | Tensor, tokenizer, vocab_size: int) -> Tensor:
     if isinstance(text, Tensor):
+        if text.dim() not in (1, 2):
+            raise ValueError(
+                f"calibration_text as a tensor must be token ids [L] or [B, L], got shape {tuple(text.shape)}"
+            )
         ids = text if text.dim() == 2 else text.unsqueeze(0)
         if ids.dtype not in (torch.int32, torch.int64):
             raise TypeError(f"calibration_text as a tensor must hold token ids, got {ids.dtype}")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bt_neurons import track_spikes
+from bt_neurons import _checks, track_spikes
 
 __all__ = ["EnergyReport", "ann_macs_per_token", "energy_per_token", "perplexity", "windows"]
 
@@ -24,13 +24,26 @@ def windows(input_ids: Tensor, window: int, max_windows: int | None = None) -> T
     """Non-overlapping windows ``[W, window]`` of a token sequence ``[L]`` or ``[1, L]``."""
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise ValueError(f"window must be an int >= 2, got {window!r}")
+    _check_sequence(input_ids)
     ids = input_ids.reshape(-1)
     count = ids.numel() // window
     if max_windows is not None:
-        count = min(count, max_windows)
+        count = min(count, _checks.check_int("max_windows", max_windows, 1))
     if count == 0:
         raise ValueError(f"input_ids has {ids.numel()} tokens, fewer than one window of {window}")
     return ids[: count * window].view(count, window)
+
+
+def _check_sequence(input_ids: object) -> None:
+    """One sequence of token ids: an integer tensor ``[L]`` or ``[1, L]``."""
+    _checks.check_tensor("input_ids", input_ids)
+    if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids must be an integer tensor of token ids, got {input_ids.dtype}")
+    if input_ids.dim() not in (1, 2) or (input_ids.dim() == 2 and input_ids.shape[0] != 1):
+        raise ValueError(
+            f"input_ids must be one sequence [L] or [1, L], got shape {tuple(input_ids.shape)} "
+            "(measure several texts one by one, or join them)"
+        )
 
 
 @torch.no_grad()
@@ -44,8 +57,9 @@ def perplexity(
         input_ids: token ids ``[L]`` or ``[1, L]``.
         window: tokens per window. Default 256.
         max_windows: use at most this many windows.
-        batch: windows per forward pass.
+        batch: windows per forward pass (>= 1).
     """
+    _checks.check_int("batch", batch, 1)
     chunks = windows(input_ids, window, max_windows)
     nll, count = 0.0, 0
     for start in range(0, chunks.shape[0], batch):
@@ -65,6 +79,7 @@ def ann_macs_per_token(config, context: int) -> float:
     Linear layers (attention projections, MLP, ``lm_head``) plus the two
     attention products $q k^\top$ and $P v$ (``2 * heads * head_dim * context``).
     """
+    _checks.check_int("context", context, 0)
     h, i, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     d = config.head_dim or h // config.num_attention_heads
     q, kv = config.num_attention_heads * d, config.num_key_value_heads * d
@@ -114,6 +129,11 @@ def energy_per_token(model: nn.Module, input_ids: Tensor) -> EnergyReport:
     float mode are counted from ``ann_macs_per_token`` minus the MACs that
     spiking operators replaced.
     """
+    _checks.check_tensor("input_ids", input_ids)
+    if input_ids.dim() not in (1, 2) or input_ids.numel() == 0:
+        raise ValueError(
+            f"input_ids must be token ids [B, L] or [L], not empty, got {tuple(input_ids.shape)}"
+        )
     ids = input_ids if input_ids.dim() == 2 else input_ids.unsqueeze(0)
     with track_spikes() as stats:
         model(input_ids=ids, use_cache=False)

@@ -35,12 +35,16 @@ with a checkpoint.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from bt_neurons.approximators import load_pretrained
+from huggingface_hub.errors import StrictDataclassError
 from torch import Tensor, nn
 
-from bt_neurons import QSynapsis, Quantizer, SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis
+from bt_neurons import QSynapsis, Quantizer, SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis, _checks
 
 from ._transformers import cache_argument, cache_field, with_cache
 from .configuration import BTSpikingConfig
@@ -247,6 +251,44 @@ class BTSpikingPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["BTSpikingDecoderLayer"]
     _skip_keys_device_placement = ["past_key_values"]
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """transformers' ``from_pretrained``, refusing a broken model instead of loading it.
+
+        A local folder is checked before transformers reads it: ``config.json``
+        must exist and be valid (errors name the file and the field), the weights
+        must be safetensors (a pickle such as ``pytorch_model.bin`` is refused,
+        never opened), complete, and hold exactly the tensors the config
+        implies, with its shapes. After loading, every weight must be finite.
+
+        Raises:
+            FileNotFoundError: no config.json, or no weights.
+            ValueError: a broken config or weights file (the message names it).
+        """
+        from ._model_files import check_finite_weights, check_model_folder, read_config_file
+
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError(
+                "use_safetensors=False would unpickle the weights: bt-neurons loads safetensors only"
+            )
+        kwargs["use_safetensors"] = True
+        where = str(pretrained_model_name_or_path)
+        if isinstance(pretrained_model_name_or_path, str | os.PathLike):
+            folder = Path(pretrained_model_name_or_path) / (kwargs.get("subfolder") or "")
+            if folder.is_dir() and kwargs.get("variant") is None:
+                config = kwargs.get("config")
+                if config is None:
+                    config = read_config_file(folder)
+                if isinstance(config, BTSpikingConfig) and issubclass(cls, BTSpikingForCausalLM):
+                    check_model_folder(cls, folder, config)
+                where = str(folder)
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except StrictDataclassError as exc:  # a config field's validator: its own error names the field
+            raise ValueError(f"{where}: {exc.__cause__ or exc}") from None
+        check_finite_weights(loaded[0] if isinstance(loaded, tuple) else loaded, where)
+        return loaded
+
     def set_spiking(
         self, *, timesteps: int | None = None, path: str | None = None, operators: str | dict | None = None
     ) -> BTSpikingPreTrainedModel:
@@ -304,6 +346,41 @@ def allowed_positions(attention_mask: Tensor | None, queries: int, keys: int, de
     return allowed
 
 
+def _check_input_ids(input_ids: object, vocab_size: int) -> None:
+    """Token ids ``[batch, sequence]`` (int32 / int64, at least one token) in ``[0, vocab_size)``."""
+    _checks.check_tensor("input_ids", input_ids)
+    if input_ids.dtype not in (torch.int32, torch.int64):
+        raise TypeError(
+            f"input_ids must be an integer tensor (int64 or int32 token ids), got {input_ids.dtype}"
+        )
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        hint = " (add a batch axis: input_ids[None])" if input_ids.dim() == 1 else ""
+        raise ValueError(
+            f"input_ids must have shape [batch, sequence] with at least one token, got "
+            f"{tuple(input_ids.shape)}{hint}"
+        )
+    if input_ids.numel():
+        lo, hi = torch.aminmax(input_ids)
+        if int(lo) < 0 or int(hi) >= vocab_size:
+            bad = int(lo) if int(lo) < 0 else int(hi)
+            raise ValueError(f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got {bad}")
+
+
+def _check_position_ids(position_ids: object, length: int, limit: int) -> None:
+    _checks.check_tensor("position_ids", position_ids)
+    if position_ids.is_floating_point() or position_ids.dtype == torch.bool or position_ids.is_complex():
+        raise TypeError(f"position_ids must be an integer tensor, got {position_ids.dtype}")
+    if position_ids.dim() not in (1, 2) or position_ids.shape[-1] != length:
+        raise ValueError(
+            f"position_ids must have shape [batch or 1, {length}] (one per token), "
+            f"got {tuple(position_ids.shape)}"
+        )
+    if position_ids.numel():
+        lo, hi = torch.aminmax(position_ids)
+        if int(lo) < 0 or int(hi) >= limit:
+            raise ValueError(f"position_ids must lie in [0, {limit}) (max_position_embeddings)")
+
+
 class BTSpikingModel(BTSpikingPreTrainedModel):
     """The decoder stack: embedding lookup, decoder layers and the final norm."""
 
@@ -335,18 +412,31 @@ class BTSpikingModel(BTSpikingPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
-            if input_ids.dtype not in (torch.int32, torch.int64):
-                raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}")
-            if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-                raise ValueError(f"input_ids must lie in [0, {self.config.vocab_size}) (the vocabulary size)")
+            _check_input_ids(input_ids, self.config.vocab_size)
             inputs_embeds = self.embed_tokens(input_ids)
+        else:
+            _checks.check_floating("inputs_embeds", inputs_embeds)
+            if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
+                raise ValueError(
+                    f"inputs_embeds must have shape [batch, sequence, {self.config.hidden_size}] "
+                    f"(hidden_size), got {tuple(inputs_embeds.shape)}"
+                )
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache(config=self.config)
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
         L = inputs_embeds.shape[1]
+        limit = self.config.max_position_embeddings
+        if past + L > limit:
+            cached = f" after {past} cached ones" if past else ""
+            raise ValueError(
+                f"input_ids has {L} tokens{cached}, more than the model's {limit} positions "
+                "(config.max_position_embeddings)"
+            )
         if position_ids is None:
             position_ids = (torch.arange(L, device=inputs_embeds.device) + past).unsqueeze(0)
+        else:
+            _check_position_ids(position_ids, L, limit)
         allowed = allowed_positions(attention_mask, L, past + L, inputs_embeds.device)
         position_embeddings = self.rotary_emb(inputs_embeds, position_ids=position_ids)
         hidden = inputs_embeds
@@ -420,6 +510,19 @@ class BTSpikingForCausalLM(BTSpikingPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
         )
         hidden = out.last_hidden_state
+        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int | Tensor):
+            raise TypeError(
+                f"logits_to_keep must be an int >= 0 or a tensor of positions, got {logits_to_keep!r}"
+            )
+        if isinstance(logits_to_keep, int) and logits_to_keep < 0:
+            raise ValueError(f"logits_to_keep must be >= 0 (0: every position), got {logits_to_keep}")
+        if labels is not None:
+            _checks.check_tensor("labels", labels)
+            if labels.is_floating_point() or labels.shape != hidden.shape[:2]:
+                raise ValueError(
+                    f"labels must be integer token ids of shape {tuple(hidden.shape[:2])} (as input_ids), "
+                    f"got {labels.dtype} {tuple(labels.shape)}"
+                )
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:]
         elif isinstance(logits_to_keep, Tensor):

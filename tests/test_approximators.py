@@ -261,8 +261,8 @@ def test_bad_input():
     with pytest.raises(TypeError, match="floating-point"):
         silu(torch.tensor([1, 2]))
     spiking = SiLUApproximator(path="spike")
-    with pytest.raises(ValueError, match=r"\[T, N, \*\]"):
-        spiking(torch.ones(3))
+    with pytest.raises(ValueError, match=r"\[T, N, \*\] or \[T\]"):
+        spiking(torch.tensor(1.0))  # a 1-D input is [T] (one neuron), as in SpikingJelly
     with pytest.raises(ValueError, match="T=16 steps"):
         spiking(torch.ones(17, 2))
     edges = torch.tensor([0.0, 1.0])

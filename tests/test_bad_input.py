@@ -50,15 +50,18 @@ def test_custom_neuron_constructor(kwargs, exc, pattern):
 
 
 @pytest.mark.parametrize("make", [lambda: EIIFNode(), lambda: CustomNeuronNode()])
-def test_wrong_rank_single_step(make):
-    with pytest.raises(ValueError, match=r"x must have shape \[N, \*\]"):
-        make()(torch.tensor(1.0))
+def test_rank_zero_single_step_is_one_neuron(make):
+    # SpikingJelly's and snnTorch's neurons accept a 0-d input in single-step mode: so do ours
+    assert torch.equal(make()(torch.tensor(1.3)), make()(torch.tensor([1.3]))[0])
 
 
 @pytest.mark.parametrize("make", [lambda: EIIFNode(step_mode="m"), lambda: CustomNeuronNode(step_mode="m")])
 def test_wrong_rank_multi_step(make):
-    with pytest.raises(ValueError, match=r"x must have shape \[T, N, \*\]"):
-        make()(torch.ones(4))
+    with pytest.raises(ValueError, match=r"x must have shape \[T, N, \*\] or \[T\]"):
+        make()(torch.tensor(1.0))
+    with pytest.raises(ValueError, match=r"x must have at least one time step"):
+        make()(torch.ones(0, 4))
+    assert torch.equal(make()(torch.full((4,), 0.6)), make()(torch.full((4, 1), 0.6))[:, 0])
 
 
 @pytest.mark.parametrize(
@@ -131,8 +134,7 @@ def test_snntorch_wrappers_bad_input():
         EIIF()(torch.tensor([float("nan")]))
     with pytest.raises(TypeError, match="input_ must have a floating-point dtype"):
         EIIF()(torch.tensor([1]))
-    with pytest.raises(ValueError, match=r"input_ must have shape \[N, \*\]"):
-        EIIF()(torch.tensor(1.0))
+    assert torch.equal(EIIF()(torch.tensor(1.0))[0], torch.tensor(1.0))  # 0-d: one neuron, as in snnTorch
     with pytest.raises(TypeError, match="mem must have a floating-point dtype"):
         EIIF()(torch.ones(2), torch.ones(2, dtype=torch.int32))
 

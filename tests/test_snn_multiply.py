@@ -56,8 +56,10 @@ def test_bad_input():
         m(torch.randn(2, 3), torch.randn(2, 4))
     with pytest.raises(TypeError, match="same dtype"):
         m(torch.randn(2, 3), torch.randn(2, 3, dtype=torch.float64))
-    with pytest.raises(ValueError, match="NaN or Inf"):
+    with pytest.raises(ValueError, match="x must be finite, but it contains NaN"):
         m(torch.tensor([[1.0, float("nan")]]), torch.ones(1, 2))
+    with pytest.raises(ValueError, match="y must be finite, but it contains Inf"):  # named: y, not x
+        m(torch.ones(1, 2), torch.tensor([[1.0, float("inf")]]))
     with pytest.raises(ValueError, match="timesteps"):
         SNNMultiply(0)
     with pytest.raises(ValueError, match="path"):
@@ -72,8 +74,11 @@ def test_quantizer_clip_ratio():
     assert levels[0, 0] == 7  # saturated at qmax
     assert torch.equal(q.fake_quantize_(x.clone()), q(x))  # the in-place path agrees
     assert "clip_ratio" in q.state_dict() and "clip=0.5" in repr(q)
-    for bad in (0.0, 1.5, True, "0.5"):
+    for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="clip must be a float in"):
+            Quantizer(clip=bad)
+    for bad in (True, "0.5"):  # not a number: a TypeError
+        with pytest.raises(TypeError, match="clip must be a float in"):
             Quantizer(clip=bad)
 
 

@@ -75,8 +75,14 @@ def test_explicit_state_restarts_with_init_and_shape_change():
     assert neuron.step == 3 and spk.tolist() == [0.0] * 4
     spk, mem = neuron(x, neuron.init_eiif())
     assert spk.tolist() == [1.0] * 4
-    spk, _ = neuron(torch.full((2, 2), 1.6), mem)  # new shape: a new sequence
+    with pytest.raises(ValueError, match=r"mem must have the shape of input_ \(2, 2\), got \(4,\)"):
+        neuron(torch.full((2, 2), 1.6), mem)  # a mem of another shape is a mistake, not a restart
+    spk, _ = neuron(torch.full((2, 2), 1.6), neuron.init_eiif())  # new shape: a new sequence
     assert neuron.step == 1 and spk.tolist() == [[1.0, 1.0]] * 2
+    hidden = EIIF(init_hidden=True)
+    hidden(torch.full((4,), 1.6))
+    assert hidden(torch.full((2, 2), 1.6)).tolist() == [[1.0, 1.0]] * 2  # hidden state: a new shape restarts
+    assert hidden.step == 1
 
 
 def test_detach_hidden_keeps_value_and_cuts_graph():

@@ -247,8 +247,10 @@ def eiif_count(
     Returns:
         Counts in ``[-T, T]`` with the shape and dtype of ``x``.
     """
-    from .._checks import compute_dtype
+    from .._checks import check_floating, check_timesteps, compute_dtype
 
+    check_floating("x", x)
+    T = check_timesteps("T", T)
     cdt = compute_dtype(x.dtype)
     xc = x.to(cdt)
     th0 = _scalar(theta_0, cdt, x.device)
@@ -270,5 +272,8 @@ def eiif_spikes_from_counts(counts: Tensor, T: int) -> Tensor:
     Returns:
         Spikes of shape ``[T, N, *]`` in the dtype of ``counts``.
     """
+    from .._checks import check_timesteps
+
+    T = check_timesteps("T", T)
     t = torch.arange(T, device=counts.device).view(T, *([1] * counts.dim()))
     return (t < counts.abs().unsqueeze(0)).to(counts.dtype) * torch.sign(counts).unsqueeze(0)

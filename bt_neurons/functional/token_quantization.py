@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import smallest_scale
+
 __all__ = [
     "apply_token_scales",
     "fake_quantize_tokens_",
@@ -170,6 +172,9 @@ def token_scales(
         ValueError: when a vector holds NaN or Inf.
     """
     ratio = _ratio(x, qmax, clip_ratio)
+    eps = smallest_scale(x.dtype, eps)  # > 0 in x's dtype: 1e-8 is 0 in float16 (0 / 0 for a zero token)
+    if x.dim() >= 1 and x.shape[-1] == 0:  # vectors of no values: nothing to scale
+        return torch.full((*x.shape[:-1], 1), eps, dtype=x.dtype, device=x.device)
     if compiled and x.numel() > 0 and x.is_contiguous() and kernel_available(x):
         int_t, mask, limit = _INT[x.dtype]
         a = _numpy(x.view(-1, x.shape[-1]))

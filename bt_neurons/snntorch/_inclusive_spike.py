@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_callable
+
 __all__ = ["InclusiveSpike", "inclusive_spike"]
 
 
@@ -40,4 +42,5 @@ def inclusive_spike(spike_grad: Callable[[Tensor], Tensor] | None) -> InclusiveS
         from snntorch import surrogate
 
         spike_grad = surrogate.atan()
+    check_callable("spike_grad", spike_grad)
     return InclusiveSpike(spike_grad)

@@ -44,6 +44,8 @@ class CustomNeuron(SnnTorchShell):
         check_finite: raise on NaN / Inf inputs.
     """
 
+    init_method = "init_custom"
+
     def __init__(
         self,
         threshold: float = 1.0,

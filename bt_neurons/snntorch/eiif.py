@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 from torch import Tensor
 
-from .._checks import check_choice
+from .._checks import check_bool, check_choice
 from ..eiif_node import EIIFNode
 from ._inclusive_spike import inclusive_spike
 from ._stateful import SnnTorchShell
@@ -50,6 +50,8 @@ class EIIF(SnnTorchShell):
         check_finite: raise on NaN / Inf inputs.
     """
 
+    init_method = "init_eiif"
+
     def __init__(
         self,
         threshold: float = 0.5,
@@ -65,6 +67,12 @@ class EIIF(SnnTorchShell):
         check_finite: bool = True,
     ) -> None:
         check_choice("reset_mechanism", reset_mechanism, ("none", "subtract"))
+        for name, flag in (
+            ("learn_threshold", learn_threshold),
+            ("learn_alpha", learn_alpha),
+            ("learn_r", learn_r),
+        ):
+            check_bool(name, flag)
         learnable: Iterable[str] = [
             name
             for name, flag in (("theta_0", learn_threshold), ("alpha", learn_alpha), ("r", learn_r))

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bt_neurons import QSynapsis
+from bt_neurons import QSynapsis, _checks
 
 from .qat import prepare_qat
 from .spiking_conversion import to_spiking
@@ -101,9 +101,27 @@ def distill(
         raise ValueError(
             f"token_ids has {token_ids.numel()} tokens; distillation windows need more than seq={seq}"
         )
+    _checks.check_positive("max_grad_norm", max_grad_norm)
+    _checks.check_int("seed", seed, -(2**63), 2**64 - 1)
+    learn_clip = _checks.check_bool("learn_clip", learn_clip)
     timesteps = getattr(getattr(model, "config", None), "timesteps", None)
     if timesteps is None:
         raise TypeError(f"model must be a bt-neurons spiking causal LM, got {type(model).__name__}")
+    if not isinstance(teacher, nn.Module):
+        raise TypeError(f"teacher must be a causal LM (an nn.Module), got {type(teacher).__name__}")
+    vocab = model.config.vocab_size
+    teacher_vocab = getattr(getattr(teacher, "config", None), "vocab_size", vocab)
+    if teacher_vocab != vocab:
+        raise ValueError(
+            f"teacher and model must share a vocabulary: the teacher has {teacher_vocab} tokens, "
+            f"the model {vocab}"
+        )
+    lo, hi = int(token_ids.min()), int(token_ids.max())
+    if lo < 0 or hi >= vocab:
+        raise ValueError(f"token_ids must lie in [0, {vocab}) (the vocabulary), got {lo if lo < 0 else hi}")
+    limit = getattr(model.config, "max_position_embeddings", seq)
+    if seq > limit:
+        raise ValueError(f"seq ({seq}) must be <= the model's max_position_embeddings ({limit})")
     prepare_qat(model, timesteps=timesteps)
     model.train()
     teacher.eval()

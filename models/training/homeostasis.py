@@ -28,10 +28,12 @@ $\hat T = \sum_{t=1}^{T} t\, P_t \prod_{k<t} (1 - P_k)$.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from bt_neurons import CustomNeuronNode, EIIFNode
+from bt_neurons import CustomNeuronNode, EIIFNode, _checks
 
 __all__ = ["expected_first_spike_time", "homeostasis_update", "membrane_charge"]
 
@@ -46,8 +48,7 @@ def expected_first_spike_time(charge: Tensor, thresholds: Tensor, temperature: f
             f"charge must be [T, ...] and thresholds [T], got {tuple(charge.shape)} and "
             f"{tuple(thresholds.shape)}"
         )
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    _checks.check_positive("temperature", temperature)
     shape = (-1,) + (1,) * (charge.dim() - 1)
     p = torch.sigmoid((charge.abs() - thresholds.to(charge.dtype).reshape(shape)) / temperature)
     silent_before = torch.cumprod(torch.cat([torch.ones_like(p[:1]), 1 - p[:-1]]), dim=0)
@@ -84,6 +85,20 @@ def homeostasis_update(
     Values stay valid: thresholds > 0, ``alpha >= 0`` and ``r`` in [0, 1] for EI_IF;
     ``theta_base > 0`` and ``decay >= 0`` for CustomNeuron.
     """
+    values = dict(
+        spike_rate=spike_rate,
+        membrane=membrane,
+        modulation=modulation,
+        s_target=s_target,
+        v_target=v_target,
+        v_rest=v_rest,
+        eta_theta=eta_theta,
+        eta_alpha=eta_alpha,
+        eta_r=eta_r,
+    )
+    for name, value in values.items():  # a NaN would spread into the parameters and stay there
+        if not math.isfinite(_checks.check_number(name, value)):
+            raise ValueError(f"{name} must be finite, got {value!r}: nothing was updated")
     g = float(modulation)
     d_theta = eta_theta * g * (float(spike_rate) - s_target)
     d_alpha = eta_alpha * g * (float(membrane) - v_target)

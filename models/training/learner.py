@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from bt_neurons import CustomNeuronNode, EIIFNode, Quantizer, Synapsis
+from bt_neurons import CustomNeuronNode, EIIFNode, Quantizer, Synapsis, _checks
 from bt_neurons.functional.eiif import eiif_spikes_from_counts, eiif_thresholds
 from bt_neurons.snntorch._stateful import SnnTorchShell
 
@@ -61,8 +61,29 @@ class _Plasticity:
     tags: Tensor
 
 
+def parse_learner_state(state: object, where: str = "the learner state") -> tuple:
+    """``(config, modulation, steps)`` rebuilt from `StageThreeLearner.state_dict`; ``ValueError`` naming
+    ``where`` and the field if anything is missing or invalid. Changes nothing."""
+    if not isinstance(state, dict) or not all(k in state for k in ("steps", "config", "modulation")):
+        raise ValueError(f"{where} must be a dict with 'steps', 'config' and 'modulation'")
+    try:
+        if not isinstance(state["config"], dict):
+            raise TypeError("'config' must be a dict of StageThreeConfig fields")
+        config = StageThreeConfig(**state["config"])
+        modulation = GlobalModulation(config.beta, config.window)
+        if not isinstance(state["modulation"], dict):
+            raise TypeError("'modulation' must be a dict")
+        modulation.load_state_dict(state["modulation"])
+        steps = state["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"'steps' must be an int >= 0, got {steps!r}")
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{where} is invalid: {exc}") from None
+    return config, modulation, steps
+
+
 def _finite(name: str, value: Tensor | float) -> float:
-    v = float(value.detach()) if isinstance(value, Tensor) else float(value)
+    v = _checks.check_number(name, value)  # one number (a one-element tensor or a float)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}: nothing was updated")
     return v
@@ -129,6 +150,8 @@ class StageThreeLearner:
     def _select(modules: dict, names, what: str, accept) -> dict[str, nn.Module]:
         if names is None:
             return {n: m for n, m in modules.items() if accept(m)}
+        if isinstance(names, str):
+            raise TypeError(f"{what} must be a list of module names, e.g. ({names!r},), not a single string")
         chosen = {}
         for n in names:
             if n not in modules or not accept(modules[n]):
@@ -172,12 +195,8 @@ class StageThreeLearner:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore `state_dict` (checked before anything changes)."""
-        config = StageThreeConfig(**state["config"])
-        modulation = GlobalModulation(config.beta, config.window)
-        modulation.load_state_dict(state["modulation"])
-        steps = int(state["steps"])
-        self.config, self.modulation, self.steps = config, modulation, steps
+        """Restore `state_dict` (checked before anything changes; ``ValueError`` naming the field)."""
+        self.config, self.modulation, self.steps = parse_learner_state(state)
 
     # ------------------------------------------------------------ spikes
     def _synapsis_spikes(self, syn: Synapsis, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -258,6 +277,11 @@ class StageThreeLearner:
             ValueError: a non-finite task loss.
         """
         loss_value = _finite("task_loss", task_loss)
+        if not isinstance(task_loss, Tensor):
+            raise TypeError(
+                f"task_loss must be the loss tensor (objective differentiates it), "
+                f"got {type(task_loss).__name__}"
+            )
         c = self.config
         reduce = torch.mean if c.reduction == "mean" else torch.sum
         terms: dict[str, Tensor] = {"task": task_loss}
@@ -341,6 +365,8 @@ class StageThreeLearner:
             ValueError: the task loss or the combined loss is not finite; the
                 model, the optimiser and the baseline are left as they were.
         """
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         try:
             loss = self.objective(task_loss)
             _finite("the combined loss", loss)

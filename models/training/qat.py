@@ -100,12 +100,21 @@ def prepare_qat(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(model, nn.Linear | Synapsis):  # it has no parent to be swapped in
+        raise ValueError(
+            f"model is itself a {type(model).__name__}: prepare_qat swaps the layers inside a model in "
+            "place; wrap it (nn.Sequential(layer)) or build a QSynapsis from it directly"
+        )
     levels = resolve_levels(bits, timesteps)
     _checks.check_choice("granularity", granularity, ("token", "channel", "tensor"))
+    if isinstance(activations, type):
+        raise TypeError(f"activations must be a list of module types, e.g. ({activations.__name__},)")
     activation_types = tuple(activations)
     for t in activation_types:
         if not (isinstance(t, type) and issubclass(t, nn.Module)):
             raise TypeError(f"activations must be nn.Module subclasses, got {t!r}")
+    if isinstance(skip, str):
+        raise TypeError(f"skip must be a list of module names, e.g. ({skip!r},), not a single string")
     skipped = set(skip)
     unknown = skipped - {name for name, _ in model.named_modules()}
     if unknown:

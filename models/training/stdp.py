@@ -148,6 +148,8 @@ def stdp_update(
     g = float(modulation)
     if not math.isfinite(g):
         raise ValueError(f"modulation must be finite, got {g}")
+    if isinstance(eta_w, bool) or not isinstance(eta_w, int | float) or not math.isfinite(eta_w):
+        raise ValueError(f"eta_w must be a finite number, got {eta_w!r}")
     gate: Tensor | float = 1.0
     if tags is not None:
         if tags.shape != weight.shape:
