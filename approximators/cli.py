@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bt_neurons._commands import CommandError, run_command
+from bt_neurons._commands import CommandError, HelpFormatter, run_command
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -173,31 +173,13 @@ def _outputs(out: Path, name: str, force: bool) -> list[Path]:
     return paths
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends ``(default: X)`` to every option's help, unless the help already states its default.
-
-    Flags are off unless given and get no note; an option whose default is
-    None says in its own help what happens without it.
-    """
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if (
-            "default" in text
-            or action.nargs == 0
-            or any(action.default is v for v in (None, argparse.SUPPRESS))
-        ):
-            return text
-        return super()._get_help_string(action)
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bt-fit",
         description="Fit an array of spiking CustomNeurons to a function and save it.",
         epilog="Built-in targets: bt-fit --list. Your own: bt-fit package.module:function --domain LO HI "
         "(the module is imported from the current folder or the installed packages).",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("target", nargs="?", help="a built-in target name or package.module:function")
     p.add_argument("--list", action="store_true", help="list the built-in targets and exit")

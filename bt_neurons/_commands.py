@@ -22,6 +22,7 @@ and `run_command` hands Ctrl-C back to Python's usual ``KeyboardInterrupt``.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -36,6 +37,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "CommandError",
+    "HelpFormatter",
     "guard_startup",
     "one_line",
     "run_command",
@@ -62,6 +64,24 @@ class CommandError(Exception):
     def __init__(self, message: str, status: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.status = status
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """The commands' ``--help``: ``(default: X)`` after every option's help, unless it states its default.
+
+    Flags (``store_true``) are off unless given and get no note; an option
+    whose default is None says in its own help what happens without it.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.nargs == 0
+            or any(action.default is v for v in (None, argparse.SUPPRESS))
+        ):
+            return text
+        return super()._get_help_string(action)
 
 
 def one_line(exc: BaseException | str) -> str:

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bt_neurons._commands import EXIT_FAILED, CommandError, one_line, run_command
+from bt_neurons._commands import EXIT_FAILED, CommandError, HelpFormatter, one_line, run_command
 
 __all__ = ["chat_main", "convert_main"]
 
@@ -79,24 +79,6 @@ _positive_real = _real("a finite number > 0", lambda v: v > 0)
 _fraction = _real("a number in (0, 1]", lambda v: 0 < v <= 1)
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends ``(default: X)`` to every option's help, unless the help already states its default.
-
-    Flags (``store_true``) are off unless given and get no note; an option
-    whose default is None says in its own help what happens without it.
-    """
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if (
-            "default" in text
-            or action.nargs == 0
-            or any(action.default is v for v in (None, argparse.SUPPRESS))
-        ):
-            return text
-        return super()._get_help_string(action)
-
-
 def _spiking_arguments(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument(
         "--path",
@@ -118,7 +100,7 @@ def convert_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bt-convert",
         description="Convert a local Llama / Qwen2 checkpoint into a bt-neurons spiking model.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("src", help="folder of the Hugging Face checkpoint, or a .gguf file")
     p.add_argument("dst", help="folder to write the spiking model to (must not exist unless --force)")
@@ -320,7 +302,7 @@ def chat_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bt-chat",
         description="Generate text with a converted spiking model; the answer is printed as it is generated.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("model", help="folder written by bt-convert")
     p.add_argument(
