@@ -2,6 +2,11 @@
 
 Every check raises an exception whose message names the argument and what was
 expected, so that a mistake in a user's network is found where it is made.
+
+Checks that look at the *values* of a tensor (finiteness, signs, ranges) run
+in eager mode only: under ``torch.compile`` / ``torch.export`` they return at
+once (`tracing`), so that a compiled graph has no data-dependent branch.
+Checks on types, dtypes, ranks and shapes are static and run in both modes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Sequence
 import torch
 
 __all__ = [
+    "tracing",
     "check_floating",
     "check_finite",
     "check_rank",
@@ -32,6 +38,16 @@ __all__ = [
     "check_indices",
     "smallest_scale",
 ]
+
+
+def tracing() -> bool:
+    """Whether ``torch.compile`` / ``torch.export`` is tracing the code that calls this.
+
+    Value checks are skipped then: a compiled graph cannot branch on data
+    without a graph break, and the eager call it was traced from checked the
+    same code path.
+    """
+    return torch.compiler.is_compiling()
 
 
 def check_tensor(name: str, x: object) -> torch.Tensor:
@@ -62,10 +78,10 @@ def check_finite(name: str, x: torch.Tensor) -> None:
     One fused pass (``torch.aminmax``): a NaN propagates into the minimum and
     maximum, and an infinity is one of them.
     """
-    if x.numel() == 0 or x.device.type == "meta":  # nothing to look at (a meta tensor has no values)
+    if x.numel() == 0 or x.device.type == "meta" or tracing():  # no values to look at (meta, tracing)
         return
     lo, hi = torch.aminmax(x.detach())
-    if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
+    if not (math.isfinite(lo.item()) and math.isfinite(hi.item())):  # two reads beat a tensor op
         bad = "NaN" if bool(torch.isnan(x).any()) else "Inf"
         raise ValueError(f"{name} must be finite, but it contains {bad}")
 
@@ -99,6 +115,8 @@ def _real_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
 
 def _as_floats(name: str, value: object) -> Sequence[float]:
     if isinstance(value, torch.Tensor):
+        if tracing():  # a value check: eager mode only
+            return []
         return _real_tensor(name, value).detach().reshape(-1).double().tolist()
     return [check_number(name, value)]
 

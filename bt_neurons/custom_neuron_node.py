@@ -145,13 +145,14 @@ class CustomNeuronNode(TwoPathNode):
         self.amp_pos = make(amp_pos, shape)
         self.amp_neg = make(amp_neg, shape)
         self.offsets = make(0.0, (T,)) if per_step else None
-        self.register_memory("t", 0)
+        self._register_step_memory()
         self.reset_after_spike = bool(reset)
         self.T = T
         self.per_step = bool(per_step)
         self.path = path
         self.check_finite = bool(check_finite)
         self._staircase_cache: tuple[tuple, Staircase] | None = None
+        self.register_load_state_dict_post_hook(TwoPathNode._forget_derived)
 
     def extra_repr(self) -> str:
         return (
@@ -166,30 +167,43 @@ class CustomNeuronNode(TwoPathNode):
         return self.T if self.per_step else None
 
     # --------------------------------------------------------------- helpers
-    def thresholds(self, T: int, *, start: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
-        r"""$\theta_t$ for ``t = start .. start+T-1`` (shape ``[T]``), validated > 0."""
-        if self.per_step and start + T > self.T:
+    def thresholds(self, T: int, *, start: int | Tensor = 0, dtype: torch.dtype = torch.float32) -> Tensor:
+        r"""$\theta_t$ for ``t = start .. start+T-1`` (shape ``[T]``), validated > 0 in eager mode.
+
+        ``start`` is an int or the 0-d step memory ``t``.
+        """
+        if self.per_step and not _checks.tracing() and int(start) + T > self.T:
             raise ValueError(
                 f"this neuron has per-step parameters for T={self.T} steps, "
-                f"but step {start + T - 1} was requested; call functional.reset_net(net) first"
+                f"but step {int(start) + T - 1} was requested; call functional.reset_net(net) first"
             )
         offsets = self.offsets.to(dtype) if self.offsets is not None else None
         thr = custom_neuron_thresholds(
             T, self.theta_base.to(dtype), self.alpha.to(dtype), offsets, start=start
         )
-        if not bool((thr.detach() > 0).all()):
+        if not _checks.tracing() and not bool((thr.detach() > 0).all()):
             raise ValueError(
                 "thresholds theta_t = theta_base + alpha * t (+ offsets) must stay > 0 for "
                 f"every step, got min {thr.detach().min().item():g}"
             )
         return thr
 
+    def _steps(self, T: int, start: int | Tensor) -> Tensor:
+        """Step indices ``start .. start+T-1`` (int64, on the parameters' device)."""
+        steps = torch.arange(T, device=self.theta_base.device)
+        return (
+            steps + torch.as_tensor(start, device=steps.device)
+            if isinstance(start, Tensor) or start
+            else steps
+        )
+
     def amplitudes(
-        self, T: int, *, start: int = 0, dtype: torch.dtype = torch.float32
+        self, T: int, *, start: int | Tensor = 0, dtype: torch.dtype = torch.float32
     ) -> tuple[Tensor, Tensor]:
         """``(A+, A-)`` for steps ``start .. start+T-1``, each of shape ``[T]``."""
         if self.per_step:
-            return self.amp_pos[start : start + T].to(dtype), self.amp_neg[start : start + T].to(dtype)
+            steps = self._steps(T, start)
+            return self.amp_pos.to(dtype)[steps], self.amp_neg.to(dtype)[steps]
         return self.amp_pos.to(dtype).expand(T), self.amp_neg.to(dtype).expand(T)
 
     def _check_parameters(self) -> None:
@@ -237,21 +251,19 @@ class CustomNeuronNode(TwoPathNode):
         return (out_seq.to(x_seq.dtype),), (v, t + T, *states[2:])
 
     # ------------------------------------------------------------ count path
-    def staircase(self, T: int, dtype: torch.dtype = torch.float32) -> Staircase:
-        """The exact staircase of this neuron under constant inputs over ``T`` steps (cached)."""
+    def _staircase_key(self) -> tuple:
         params = [self.theta_base, self.alpha, self.decay]
         if self.offsets is not None:
             params.append(self.offsets)
-        key = (T, dtype, self.theta_base.device, self.reset_after_spike) + tuple(
+        return (self.theta_base.device, self.reset_after_spike) + tuple(
             (p._version, p.data_ptr(), tuple(p.detach().reshape(-1).tolist())) for p in params
         )
-        if self._staircase_cache is None or self._staircase_cache[0] != key:
-            thr = self.thresholds(T, dtype=dtype).detach().unsqueeze(0)
-            st = constant_input_staircase(
-                thr, self.decay.detach().to(dtype).reshape(1), reset=self.reset_after_spike
-            )
-            self._staircase_cache = (key, st)
-        return self._staircase_cache[1]
+
+    def _build_staircase(self, T: int, dtype: torch.dtype) -> Staircase:
+        thr = self.thresholds(T, dtype=dtype).detach().unsqueeze(0)
+        return constant_input_staircase(
+            thr, self.decay.detach().to(dtype).reshape(1), reset=self.reset_after_spike
+        )
 
     def _count(self, x: Tensor, T: int) -> Tensor:
         """Exact staircase lookup; amplitudes weight each segment's spike pattern."""

@@ -125,12 +125,14 @@ class EIIFNode(TwoPathNode):
         register_tensor(self, "theta_0", theta_0, "theta_0" in chosen)
         register_tensor(self, "alpha", alpha, "alpha" in chosen)
         register_tensor(self, "r", r, "r" in chosen)
-        self.register_memory("t", 0)
+        self._register_step_memory()
         self.soft_reset = bool(soft_reset)
         self.T = T
         self.path = path
         self.check_finite = bool(check_finite)
         self._staircase_cache: tuple[tuple, Staircase] | None = None
+        self.register_load_state_dict_post_hook(TwoPathNode._forget_derived)
+        self._r_is_one = "r" not in chosen and float(r) == 1.0
 
     def extra_repr(self) -> str:
         return (
@@ -180,21 +182,30 @@ class EIIFNode(TwoPathNode):
         return (spike_seq.to(x_seq.dtype),), (v, t + T, *states[2:])
 
     # -------------------------------------------------------------- count path
-    def staircase(self, T: int, dtype: torch.dtype = torch.float32) -> Staircase:
-        """The exact staircase of this neuron under constant inputs over ``T`` steps (cached)."""
-        key = (T, dtype, self.theta_0.device, self.soft_reset) + tuple(
+    def _staircase_key(self) -> tuple:
+        return (self.theta_0.device, self.soft_reset) + tuple(
             (p._version, p.item()) for p in (self.theta_0, self.alpha, self.r)
         )
-        if self._staircase_cache is None or self._staircase_cache[0] != key:
-            thr = eiif_thresholds(T, self.theta_0, self.alpha, dtype=dtype, device=self.theta_0.device)
-            keep = (1 - self.r.to(dtype)).reshape(1)
-            st = constant_input_staircase(thr.detach().unsqueeze(0), keep, reset=self.soft_reset)
-            self._staircase_cache = (key, st)
-        return self._staircase_cache[1]
+
+    def _build_staircase(self, T: int, dtype: torch.dtype) -> Staircase:
+        thr = eiif_thresholds(T, self.theta_0, self.alpha, dtype=dtype, device=self.theta_0.device)
+        keep = (1 - self.r.to(dtype)).reshape(1)
+        return constant_input_staircase(thr.detach().unsqueeze(0), keep, reset=self.soft_reset)
+
+    def _closed_form(self) -> bool:
+        """Whether the count path is the closed form (``r = 1``, not learnable).
+
+        Read from ``r`` in eager mode and remembered, so that a traced graph
+        (``torch.compile``, ``torch.export``) takes the branch of the last
+        eager call without reading a tensor.
+        """
+        if not _checks.tracing():
+            self._r_is_one = not self.r.requires_grad and self.r.item() == 1.0
+        return self._r_is_one
 
     def _count(self, x: Tensor, T: int) -> Tensor:
         """Closed form for ``r = 1``; exact staircase lookup otherwise."""
-        if not self.r.requires_grad and self.r.item() == 1.0:
+        if self._closed_form():
             return eiif_count(x, T, self.theta_0, self.alpha)
         cdt = _checks.compute_dtype(x.dtype)
         st = self.staircase(T, cdt)

@@ -268,7 +268,7 @@ class Quantizer(nn.Module):
             return q.reshape(x.shape), scale.expand(g.shape).reshape(x.shape), None
         scale, zero = self.scales(x)
         scale = scale.to(x.dtype)
-        if not bool(torch.isfinite(scale).all()):
+        if not _checks.tracing() and not bool(torch.isfinite(scale).all()):
             raise ValueError("x must be finite, but it contains NaN or Inf (its scale is not finite)")
         if self.symmetric:
             q = round_half_away(x.detach() / scale).clamp_(-self.qmax, self.qmax)

@@ -130,14 +130,24 @@ def test_usual_training_loop_with_leaky_resets_and_trains():
     opt.step()
 
 
-def test_snntorch_utils_reset_alone_does_not_know_foreign_neurons():
-    # documents why bt_neurons.snntorch.reset exists
+def test_snntorch_utils_reset_alone_restarts_bt_neurons():
+    # bt's neurons are snntorch.Leaky subclasses: snnTorch's own reset knows them
     net = make_mixed_net()
-    x = torch.randn(2, 8, 6)
-    run(net, x)
-    snn_utils.reset(net)
-    assert net[1].step > 0
-    reset(net)
+    x = torch.randn(3, 8, 6) * 2
+
+    def steps() -> torch.Tensor:
+        return torch.stack([net(x[t]) for t in range(x.shape[0])])
+
+    with torch.no_grad():
+        snn_utils.reset(net)
+        first = steps()
+        assert net[1].step == 3 and net[3].step == 3
+        snn_utils.reset(net)
+        assert net[1].step == 0 and net[3].step == 0
+        assert torch.equal(steps(), first)  # the same batch again: every neuron restarted
+        steps()  # without a reset the thresholds go on rising: other spikes
+        assert net[1].step == 6
+    reset(net)  # bt's reset stays, for the approximators' faces
     assert net[1].step == 0
 
 

@@ -43,7 +43,7 @@ def custom_neuron_thresholds(
     alpha: Tensor,
     offsets: Tensor | None = None,
     *,
-    start: int = 0,
+    start: int | Tensor = 0,
 ) -> Tensor:
     r"""Thresholds $\theta_t = \theta_{base} + \alpha t (+ \delta_t)$.
 
@@ -53,15 +53,20 @@ def custom_neuron_thresholds(
         alpha: threshold increase per step, broadcastable to ``theta_base``.
         offsets: optional per-step offsets $\delta$, shape ``[T_max]``
             or ``[P, T_max]``; steps ``start .. start+T-1`` are used.
-        start: index of the first step since the last reset.
+        start: index of the first step since the last reset: an int or a 0-d
+            integer tensor (a node's step memory).
 
     Returns:
         Shape ``[*P, T]``, in the dtype of ``theta_base``.
     """
-    t = torch.arange(start, start + T, dtype=theta_base.dtype, device=theta_base.device)
-    thr = theta_base.unsqueeze(-1) + alpha.unsqueeze(-1) * t
+    steps = torch.arange(T, device=theta_base.device)
+    if isinstance(start, Tensor):
+        steps = steps + start.to(device=steps.device, dtype=steps.dtype)
+    elif start:
+        steps = steps + start
+    thr = theta_base.unsqueeze(-1) + alpha.unsqueeze(-1) * steps.to(theta_base.dtype)
     if offsets is not None:
-        thr = thr + offsets[..., start : start + T]
+        thr = thr + offsets.index_select(-1, steps)
     return thr
 
 
@@ -76,6 +81,7 @@ def custom_neuron_step(
     *,
     reset: bool = True,
     detach_reset: bool = False,
+    zero_reset: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""One CustomNeuron step.
 
@@ -89,6 +95,8 @@ def custom_neuron_step(
         spike_fn: Heaviside with surrogate gradient (fires on ``u >= 0``).
         reset: subtract $\theta_t S_t$ after a spike (eq. 14).
         detach_reset: cut the gradient through the reset.
+        zero_reset: instead, empty the membrane of a neuron that fired,
+            $V_t = H_t (1 - |S_t|)$ (snnTorch's ``reset_mechanism="zero"``; not with ``reset``).
 
     Returns:
         ``(output, spike, v_next)``, each shaped like ``x``; ``spike`` in {-1, 0, +1}.
@@ -98,9 +106,9 @@ def custom_neuron_step(
     neg = spike_fn(-h - theta)
     spike = pos - neg
     out = amp_pos * pos - amp_neg * neg
-    if reset:
+    if reset or zero_reset:
         s = spike.detach() if detach_reset else spike
-        h = h - theta * s
+        h = h - theta * s if reset else h * (1 - s.abs())
     return out, spike, h
 
 

@@ -57,7 +57,7 @@ def eiif_thresholds(
     theta_0: float | Tensor,
     alpha: float | Tensor,
     *,
-    start: int = 0,
+    start: int | Tensor = 0,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> Tensor:
@@ -67,7 +67,9 @@ def eiif_thresholds(
         T: number of steps (>= 1).
         theta_0: base threshold (0-d tensor or float; differentiable if a tensor).
         alpha: threshold increase per step.
-        start: index of the first step since the last reset.
+        start: index of the first step since the last reset: an int, or a 0-d
+            integer tensor (the nodes' step memory ``t``, which keeps compiled
+            graphs free of a recompilation per step).
         dtype: dtype of the result (the compute dtype of the dynamics).
         device: device of the result.
 
@@ -75,7 +77,11 @@ def eiif_thresholds(
         Tensor of shape ``[T]``.
     """
     device = torch.device(device) if device is not None else None
-    t = torch.arange(start, start + T, dtype=dtype, device=device)
+    t = torch.arange(T, dtype=dtype, device=device)
+    if isinstance(start, Tensor):
+        t = t + start.to(dtype=dtype, device=t.device)  # exact: integers below 2**24 in float32
+    elif start:
+        t = t + start
     return _scalar(theta_0, dtype, t.device) + _scalar(alpha, dtype, t.device) * t
 
 
@@ -88,6 +94,7 @@ def eiif_step(
     *,
     soft_reset: bool = False,
     detach_reset: bool = False,
+    zero_reset: bool = False,
 ) -> tuple[Tensor, Tensor]:
     r"""One EI_IF step.
 
@@ -98,16 +105,18 @@ def eiif_step(
         keep: $1 - r$, the fraction of the membrane kept after the step.
         spike_fn: Heaviside with surrogate gradient (fires on ``u >= 0``).
         soft_reset: subtract $\theta_t S_t$ before attenuation.
-        detach_reset: cut the gradient through the soft reset.
+        detach_reset: cut the gradient through the reset.
+        zero_reset: empty the membrane of a neuron that fired, $V_t = (1 - r) H_t (1 - |S_t|)$
+            (snnTorch's ``reset_mechanism="zero"``; not with ``soft_reset``).
 
     Returns:
         ``(spike, v_next)``: spikes in {-1, 0, +1} and $V_t$, both shaped like ``x``.
     """
     h = v + x
     spike = spike_fn(h - theta) - spike_fn(-h - theta)
-    if soft_reset:
+    if soft_reset or zero_reset:
         s = spike.detach() if detach_reset else spike
-        h = h - theta * s
+        h = h - theta * s if soft_reset else h * (1 - s.abs())
     return spike, h * keep
 
 
@@ -148,7 +157,7 @@ def eiif_multi_step(
     )
     if not needs_grad:
         return _eiif_multi_step_inference(x_seq, v, thresholds, keep, soft_reset=soft_reset)
-    if not keep.requires_grad and bool(keep == 0):
+    if not keep.requires_grad and not torch.compiler.is_compiling() and bool(keep == 0):
         h = torch.cat([(v + x_seq[0]).unsqueeze(0), x_seq[1:]])
         theta = thresholds.view(T, *([1] * (x_seq.dim() - 1)))
         spike_seq = spike_fn(h - theta) - spike_fn(-h - theta)
@@ -173,7 +182,8 @@ def _eiif_multi_step_inference(
 ) -> tuple[Tensor, Tensor]:
     """The spike path without autograd: same arithmetic, plain comparisons, one step at a time."""
     out = torch.empty_like(x_seq)
-    empty = bool(keep == 0)
+    # r = 1 skips the membrane arithmetic; compiled graphs take the general loop (same spikes, no branch)
+    empty = not torch.compiler.is_compiling() and bool(keep == 0)
     for t in range(x_seq.shape[0]):
         h = x_seq[t] if empty and t > 0 else v + x_seq[t]
         theta = thresholds[t]

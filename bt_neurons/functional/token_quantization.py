@@ -57,11 +57,12 @@ _LOCK = threading.Lock()
 NON_FINITE = "x must be finite, but it contains NaN or Inf (its scale is not finite)"
 
 
-@functools.cache
 def half_below(dtype: torch.dtype) -> float:
-    """The largest number below 1/2 representable in ``dtype`` (as a Python float, exactly)."""
-    half = torch.tensor(0.5, dtype=dtype)
-    return torch.nextafter(half, torch.zeros((), dtype=dtype)).item()
+    """The largest number below 1/2 representable in ``dtype`` (as a Python float, exactly).
+
+    Floats in ``[1/4, 1/2)`` are spaced ``eps / 4`` apart (``eps = finfo(dtype).eps``).
+    """
+    return 0.5 - torch.finfo(dtype).eps / 4
 
 
 def round_half_away(v: Tensor) -> Tensor:
@@ -135,7 +136,13 @@ _LOCK = threading.Lock()  # numba's fallback threading layer must not be entered
 
 
 def kernel_available(x: Tensor) -> bool:
-    """Whether the compiled kernels handle ``x`` (float32 / float64 on the CPU, numba present)."""
+    """Whether the compiled kernels handle ``x`` (float32 / float64 on the CPU, numba present).
+
+    Not while ``torch.compile`` / ``torch.export`` traces: the graph takes the
+    torch fallback, which gives the same values.
+    """
+    if torch.compiler.is_compiling():
+        return False
     return x.device.type == "cpu" and x.dtype in _INT and _kernels() is not None
 
 
@@ -188,7 +195,7 @@ def token_scales(
             raise ValueError(NON_FINITE)
         return torch.from_numpy(out.view(a.dtype)).view(*x.shape[:-1], 1)
     scale = x.detach().abs().amax(-1, keepdim=True).mul_(ratio).clamp_min_(eps)
-    if not bool(torch.isfinite(scale).all()):
+    if not torch.compiler.is_compiling() and not bool(torch.isfinite(scale).all()):  # eager-only value check
         raise ValueError(NON_FINITE)
     return scale
 
@@ -238,6 +245,11 @@ def apply_token_scales(
             f"out must be {x.dtype} of shape {(*x.shape[:-1], k1 - k0)} on {x.device}, "
             f"got {out.dtype} {tuple(out.shape)} on {out.device}"
         )
+    if torch.compiler.is_compiling():  # traced: the same operations, out of place (no aliasing to inspect)
+        rows = x[..., k0:k1]
+        a = rows.abs().div(scale).add(half_below(x.dtype)).trunc().clamp_max(qmax)
+        out.copy_(torch.copysign(a.mul(scale) if dequantize else a, rows))
+        return out
     same = out.data_ptr() == x.data_ptr() and out.stride() == x.stride() and columns is None
     if not same and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
         raise ValueError("out must be x itself or memory apart from it, not a part of x")

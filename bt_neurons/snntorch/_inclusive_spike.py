@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .._checks import check_callable
 
-__all__ = ["InclusiveSpike", "inclusive_spike"]
+__all__ = ["InclusiveSpike", "inclusive_spike", "HardSpike", "spike_function"]
 
 
 class InclusiveSpike(nn.Module):
@@ -44,3 +44,15 @@ def inclusive_spike(spike_grad: Callable[[Tensor], Tensor] | None) -> InclusiveS
         spike_grad = surrogate.atan()
     check_callable("spike_grad", spike_grad)
     return InclusiveSpike(spike_grad)
+
+
+class HardSpike(nn.Module):
+    """Heaviside ``u >= 0`` without a surrogate: no gradient flows (snnTorch's ``surrogate_disable=True``)."""
+
+    def forward(self, u: Tensor) -> Tensor:
+        return (u.detach() >= 0).to(u.dtype)
+
+
+def spike_function(spike_grad: Callable[[Tensor], Tensor] | None, *, disable: bool = False) -> nn.Module:
+    """The spike function of an snnTorch face: `HardSpike` when ``disable``, else `inclusive_spike`."""
+    return HardSpike() if disable else inclusive_spike(spike_grad)

@@ -1,4 +1,4 @@
-"""CustomNeuron with snnTorch's calling convention."""
+"""CustomNeuron as an snnTorch neuron."""
 
 from __future__ import annotations
 
@@ -6,27 +6,30 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from .._checks import check_choice
+from .._checks import check_bool
 from ..custom_neuron_node import CustomNeuronNode
-from ._inclusive_spike import inclusive_spike
+from ..functional.custom_neuron import custom_neuron_step
+from ._inclusive_spike import spike_function
 from ._stateful import SnnTorchShell
 
 __all__ = ["CustomNeuron"]
 
 
 class CustomNeuron(SnnTorchShell):
-    r"""The paper's approximation neuron (eq. 14) for snnTorch networks.
+    r"""The paper's approximation neuron (eq. 14) for snnTorch networks, an ``snntorch.Leaky``.
 
     $$
         U_t = \beta U_{t-1} + X_t, \quad \theta_t = \theta_{base} + \alpha t + \delta_t,
         \quad O_t = A^+_t [U_t \ge \theta_t] - A^-_t [U_t \le -\theta_t]
     $$
-    and, with ``reset_mechanism="subtract"`` (default, as in the paper), the
+    With ``reset_mechanism="subtract"`` (default, as in the paper) the
     threshold is subtracted after a positive spike and added after a negative
-    one. ``beta`` is the paper's $\lambda$. The returned ``spk`` is the
-    amplitude-weighted output $O_t$. The parameters live in
-    ``self.node``, a `CustomNeuronNode`, and stepping this
-    neuron gives bit-identical outputs to it.
+    one; ``"zero"`` empties the membrane of a neuron that fired; ``"none"``
+    keeps it. The reset happens in the step that fired. ``beta`` is the
+    paper's $\lambda$. The returned ``spk`` is the amplitude-weighted
+    output $O_t$ (times ``graded_spikes_factor``). The parameters live in
+    ``self.node``, a `CustomNeuronNode`, and stepping this neuron gives
+    bit-identical outputs to it.
 
     Args:
         threshold: base threshold (every $\theta_t$ must stay > 0). Default 1.0.
@@ -40,8 +43,14 @@ class CustomNeuron(SnnTorchShell):
         spike_grad: snnTorch surrogate (default ``snntorch.surrogate.atan()``).
         init_hidden: as in snnTorch.
         output: as in snnTorch.
-        reset_mechanism: ``"subtract"`` (paper) or ``"none"``.
+        reset_mechanism: ``"subtract"`` (paper), ``"zero"`` or ``"none"``.
         check_finite: raise on NaN / Inf inputs.
+        learn_threshold: with ``learnable=False``, make the base threshold learnable alone.
+        learn_beta: with ``learnable=False``, make the decay learnable alone.
+        surrogate_disable: no surrogate gradient, as in snnTorch.
+        inhibition: per sample, only the neuron with the largest charge fires (snnTorch's).
+        graded_spikes_factor: output scale (snnTorch's). Default 1.0.
+        learn_graded_spikes_factor: make it learnable.
     """
 
     init_method = "init_custom"
@@ -61,8 +70,21 @@ class CustomNeuron(SnnTorchShell):
         output: bool = False,
         reset_mechanism: str = "subtract",
         check_finite: bool = True,
+        *,
+        learn_threshold: bool = False,
+        learn_beta: bool = False,
+        surrogate_disable: bool = False,
+        inhibition: bool = False,
+        graded_spikes_factor: float | Tensor = 1.0,
+        learn_graded_spikes_factor: bool = False,
     ) -> None:
-        check_choice("reset_mechanism", reset_mechanism, ("none", "subtract"))
+        for name, flag in (
+            ("learnable", learnable),
+            ("learn_threshold", learn_threshold),
+            ("learn_beta", learn_beta),
+            ("surrogate_disable", surrogate_disable),
+        ):
+            check_bool(name, flag)
         node = CustomNeuronNode(
             theta_base=threshold,
             alpha=alpha,
@@ -73,11 +95,27 @@ class CustomNeuron(SnnTorchShell):
             T=T,
             per_step=per_step,
             learnable=learnable,
-            surrogate_function=inclusive_spike(spike_grad),
+            surrogate_function=spike_function(spike_grad, disable=surrogate_disable),
             check_finite=check_finite,
         )
-        super().__init__(node, init_hidden=init_hidden, output=output)
-        self.reset_mechanism = reset_mechanism
+        if learn_threshold:
+            node.theta_base.requires_grad_(True)
+        if learn_beta:
+            node.decay.requires_grad_(True)
+        super().__init__(
+            node,
+            spike_grad=spike_grad,
+            surrogate_disable=surrogate_disable,
+            init_hidden=init_hidden,
+            inhibition=inhibition,
+            reset_mechanism=reset_mechanism,
+            output=output,
+            graded_spikes_factor=graded_spikes_factor,
+            learn_graded_spikes_factor=learn_graded_spikes_factor,
+        )
+
+    def _apply_reset_mechanism(self, value: str) -> None:
+        self.node.reset_after_spike = value == "subtract"
 
     @property
     def threshold(self) -> Tensor:
@@ -91,4 +129,25 @@ class CustomNeuron(SnnTorchShell):
 
     def init_custom(self) -> Tensor:
         """Start a new sequence: returns the empty initial ``mem``."""
-        return self.init_mem()
+        return self.reset_mem()
+
+    def _charge(self, x: Tensor, mem: Tensor) -> Tensor:
+        return self.node.decay.to(mem.dtype) * mem + x
+
+    def _step(self, x: Tensor, mem: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        node = self.node
+        cdt = mem.dtype
+        theta = node.thresholds(1, start=step, dtype=cdt)[0]
+        a_pos, a_neg = node.amplitudes(1, start=step, dtype=cdt)
+        out, _, mem_next = custom_neuron_step(
+            x.to(cdt),
+            mem,
+            theta,
+            node.decay.to(cdt),
+            a_pos[0],
+            a_neg[0],
+            node.surrogate_function,
+            reset=node.reset_after_spike,
+            zero_reset=self.reset_mechanism == "zero",
+        )
+        return out, mem_next
