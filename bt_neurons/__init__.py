@@ -25,6 +25,7 @@ from .snn_multiply import SNNMultiply
 from .snn_rmsnorm import SNNRMSNorm
 from .snn_softmax import SNNSoftmax
 from .synapsis import QSynapsis, Synapsis
+from .synop_counter import SignedSynOpCounter, count_synops
 
 #: The paper's name for `CustomNeuronNode`.
 CustomNeuron = CustomNeuronNode
@@ -45,8 +46,10 @@ __all__ = [
     "SNNMultiply",
     "SNNRMSNorm",
     "SNNSoftmax",
+    "SignedSynOpCounter",
     "SpikeStats",
     "Synapsis",
     "__version__",
+    "count_synops",
     "track_spikes",
 ]
