@@ -164,3 +164,125 @@ def test_wrapper_dtypes(dtype):
     neuron = EIIF(r=0.5)
     spk, mem = neuron(torch.randn(4, 3).to(dtype) * 3, neuron.init_eiif())
     assert spk.dtype == dtype and mem.dtype == torch.float32
+
+
+# ------------------------------------------------------------- snnTorch's constructor arguments
+def _steps(neuron, x: torch.Tensor) -> torch.Tensor:
+    mem = neuron.reset_mem()
+    out = []
+    for t in range(x.shape[0]):
+        spk, mem = neuron(x[t], mem)
+        out.append(spk)
+    return torch.stack(out)
+
+
+@given(data=st.data(), T=st.integers(1, 8), beta=st.floats(0, 1), alpha=st.floats(0, 1))
+def test_eiif_zero_reset_follows_its_equations(data, T, beta, alpha):
+    x = data.draw(inputs((T, 2, 3), scale=4.0, specials=[0.5, 1.5])).double()
+    got = _steps(EIIF(beta=beta, alpha=alpha, reset_mechanism="zero"), x)
+    f32 = lambda value: float(torch.tensor(value, dtype=torch.float32))  # noqa: E731 - the stored parameters
+    keep = 1 - f32(1 - beta)
+    v, expected = torch.zeros_like(x[0]), []
+    for t in range(T):  # H = V + X, S = [H >= th] - [H <= -th], V = (1 - r) H (1 - |S|)
+        theta = 0.5 + f32(alpha) * t
+        h = v + x[t]
+        s = (h >= theta).double() - (h <= -theta).double()
+        v = h * (1 - s.abs()) * keep
+        expected.append(s)
+    assert torch.equal(got, torch.stack(expected))
+
+
+def test_custom_neuron_zero_reset_empties_the_membrane_of_a_neuron_that_fired():
+    cn = CustomNeuron(beta=1.0, threshold=1.0, reset_mechanism="zero")
+    x = torch.tensor([0.6, 0.6, 0.6, 0.6])
+    mem = cn.reset_mem()
+    outs, mems = [], []
+    for _ in range(4):
+        spk, mem = cn(x[:1], mem)
+        outs.append(spk.item())
+        mems.append(mem.item())
+    assert outs == [0.0, 1.0, 0.0, 1.0]  # 0.6, 1.2 fires and empties, 0.6, 1.2 fires
+    assert mems == pytest.approx([0.6, 0.0, 0.6, 0.0])
+
+
+def test_beta_is_one_minus_r_and_not_both():
+    x = torch.randn(6, 2, 3) * 3
+    assert torch.equal(_steps(EIIF(beta=0.25, alpha=0.5), x), _steps(EIIF(r=0.75, alpha=0.5), x))
+    assert torch.equal(EIIF(beta=0.25).beta, torch.tensor(0.25))
+    with pytest.raises(ValueError, match="give r or beta"):
+        EIIF(r=0.5, beta=0.5)
+    with pytest.raises(ValueError, match=r"beta must lie in \[0, 1\]"):
+        EIIF(beta=1.5)
+
+
+@pytest.mark.parametrize("make", [lambda **k: EIIF(r=0.5, **k), lambda **k: CustomNeuron(beta=0.8, **k)])
+def test_graded_spikes_factor_scales_the_spikes_and_can_learn(make):
+    x = torch.randn(5, 2, 3) * 3
+    plain = _steps(make(), x)
+    graded = make(graded_spikes_factor=0.25, learn_graded_spikes_factor=True)
+    out = _steps(graded, x)
+    assert torch.equal(out, plain * 0.25)
+    assert isinstance(graded.graded_spikes_factor, nn.Parameter)
+    out.abs().sum().backward()
+    assert graded.graded_spikes_factor.grad is not None and graded.graded_spikes_factor.grad != 0
+
+
+@pytest.mark.parametrize("cls", [EIIF, CustomNeuron])
+def test_surrogate_disable_gives_the_same_spikes_and_no_gradient_to_the_input(cls):
+    x = (torch.randn(4, 2, 3) * 3).requires_grad_()
+    out = _steps(cls(surrogate_disable=True), x)
+    assert torch.equal(out, _steps(cls(), x).detach())
+    if out.requires_grad:  # CustomNeuron's learnable amplitudes still learn
+        out.sum().backward()
+    assert x.grad is None  # no surrogate: nothing reaches the input
+
+
+@pytest.mark.parametrize("cls", [EIIF, CustomNeuron])
+def test_inhibition_lets_only_the_strongest_neuron_of_each_sample_fire(cls):
+    x = torch.tensor([[0.9, -2.7, 1.8], [3.1, 0.2, -0.8]])
+    spk, _ = cls(inhibition=True)(x)
+    free, _ = cls()(x)
+    winners = x.abs().argmax(1)
+    assert torch.equal(spk.ne(0).sum(1), torch.tensor([1, 1]))
+    assert torch.equal(spk[torch.arange(2), winners], free[torch.arange(2), winners])
+    with pytest.raises(ValueError, match="inhibition=True needs inputs"):
+        cls(inhibition=True)(torch.ones(3))
+
+
+def test_reset_mechanism_can_be_changed_after_construction_as_in_snntorch():
+    eiif = EIIF(r=0.5)
+    eiif.reset_mechanism = "subtract"
+    assert eiif.node.soft_reset and int(eiif.reset_mechanism_val) == 0
+    with pytest.raises(ValueError, match="reset_mechanism"):
+        eiif.reset_mechanism = "hard"
+
+
+@pytest.mark.parametrize("cls", [EIIF, CustomNeuron])
+def test_is_an_snntorch_neuron(cls):
+    neuron = cls()
+    assert isinstance(neuron, snn.Leaky) and isinstance(neuron, snn.SpikingNeuron)
+    assert neuron in snn.SpikingNeuron.instances
+
+
+def test_snntorchs_own_export_to_nir_exports_bt_neurons_exactly():
+    pytest.importorskip("nirtorch")
+    from snntorch.export_nir import export_to_nir
+
+    from bt_neurons.nir import import_
+
+    net = nn.Sequential(
+        nn.Linear(4, 6),
+        EIIF(init_hidden=True, alpha=0.0),
+        nn.Linear(6, 3),
+        EIIF(init_hidden=True, alpha=0.0, beta=0.5),
+    )
+    graph = export_to_nir(net, torch.ones(3, 4), ignore_dims=[0])
+    x = torch.randn(6, 3, 4) * 2
+    with torch.no_grad():
+        snn_utils.reset(net)
+        expected = torch.stack([net(x[t]) for t in range(x.shape[0])])
+        assert expected.abs().sum() > 0
+        assert torch.equal(import_(graph)(x), expected)
+    with pytest.raises(ValueError, match="alpha"):  # a rising threshold has no NIR equivalent
+        rising = nn.Sequential(nn.Linear(4, 6), EIIF(init_hidden=True))
+        export_to_nir(rising, torch.ones(3, 4), ignore_dims=[0])

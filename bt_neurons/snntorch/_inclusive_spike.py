@@ -32,8 +32,28 @@ class InclusiveSpike(nn.Module):
         hard = (u >= 0).to(u.dtype)
         if not torch.is_grad_enabled() or not u.requires_grad:
             return hard
-        soft = self.spike_grad(u)
+        soft = self.spike_grad(_FiniteGradient.apply(u))
         return soft + (hard - soft).detach()
+
+
+class _FiniteGradient(torch.autograd.Function):
+    """Identity whose backward replaces a NaN or infinite gradient by 0.
+
+    Some snnTorch surrogates overflow far from the threshold (``sigmoid``'s
+    backward is ``inf / inf`` below ``u`` of about -3.5 at its default slope),
+    where their true gradient is 0. EI_IF evaluates the surrogate on both
+    thresholds, ``H - theta`` and ``-H - theta``, so one of them is often far
+    away; ``snn.Leaky`` meets the same NaN when its membrane goes far below
+    its threshold.
+    """
+
+    @staticmethod
+    def forward(ctx, u: Tensor) -> Tensor:  # type: ignore[override]
+        return u.view_as(u)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def inclusive_spike(spike_grad: Callable[[Tensor], Tensor] | None) -> InclusiveSpike:
