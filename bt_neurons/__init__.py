@@ -15,6 +15,7 @@ from . import (  # noqa: F401  (first, in this order:)
     _commands,  # Ctrl-C while a bt-* command imports torch exits cleanly, with 130
     _optional_imports,  # a broken torchvision must read as absent
 )
+from ._nir_spikingjelly_hook import teach_spikingjelly_export
 from .accounting import SpikeStats, track_spikes
 from .custom_neuron_node import CustomNeuronNode
 from .eiif_encoder import EIIFEncoder
@@ -26,6 +27,8 @@ from .snn_rmsnorm import SNNRMSNorm
 from .snn_softmax import SNNSoftmax
 from .synapsis import QSynapsis, Synapsis
 from .synop_counter import SignedSynOpCounter, count_synops
+
+teach_spikingjelly_export()  # SpikingJelly's export_to_nir maps bt's nodes exactly (when nir is installed)
 
 #: The paper's name for `CustomNeuronNode`.
 CustomNeuron = CustomNeuronNode

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from spikingjelly.activation_based import base, functional, monitor, neuron
+from spikingjelly.activation_based import base, functional, layer, monitor, neuron
 from torch import nn
 
 from bt_neurons import CustomNeuronNode, EIIFNode
@@ -452,3 +452,30 @@ def test_autograd_reaches_the_input(spec):
     x = (1.5 * torch.randn(3, 4)).requires_grad_()
     (node(x).sum() + node.v.sum()).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_spikingjellys_own_export_to_nir_exports_bt_nodes_exactly():
+    # no upstream test for bt; SpikingJelly's nir_exchange round trip, with bt's nodes in the net
+    pytest.importorskip("nirtorch")
+    from spikingjelly.activation_based.nir_exchange.from_nir import import_from_nir
+    from spikingjelly.activation_based.nir_exchange.to_nir import export_to_nir
+
+    from bt_neurons.nir import import_
+
+    net = nn.Sequential(
+        layer.Linear(4, 6, step_mode="m"),
+        EIIFNode(alpha=0.0, step_mode="m"),
+        layer.Linear(6, 3, step_mode="m"),
+        EIIFNode(alpha=0.0, r=0.5, step_mode="m"),
+    )
+    x = torch.randn(6, 3, 4) * 2
+    with torch.no_grad():
+        expected = net(x)
+        functional.reset_net(net)
+        graph = export_to_nir(net, x)
+        assert expected.abs().sum() > 0
+        assert torch.equal(import_(graph)(x), expected)  # bt's nodes back
+        simulated, _ = import_from_nir(graph, step_mode="m")(x)  # SpikingJelly's own simulation
+        assert torch.equal(simulated, expected)
+    with pytest.raises(ValueError, match="alpha"):  # a rising threshold has no NIR equivalent
+        export_to_nir(nn.Sequential(layer.Linear(4, 6, step_mode="m"), EIIFNode(step_mode="m")), x)
