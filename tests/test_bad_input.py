@@ -125,9 +125,13 @@ def test_custom_neuron_thresholds_must_stay_positive():
 
 def test_snntorch_wrappers_bad_input():
     with pytest.raises(ValueError, match="reset_mechanism must be one of"):
-        EIIF(reset_mechanism="zero")
+        EIIF(reset_mechanism="hard")
     with pytest.raises(ValueError, match="reset_mechanism must be one of"):
-        CustomNeuron(reset_mechanism="zero")
+        CustomNeuron(reset_mechanism="soft")
+    with pytest.raises(TypeError, match="graded_spikes_factor"):
+        EIIF(graded_spikes_factor="2")
+    with pytest.raises(TypeError, match="surrogate_disable must be True or False"):
+        CustomNeuron(surrogate_disable=1)
     with pytest.raises(ValueError, match="theta_0"):
         EIIF(threshold=0.0)
     with pytest.raises(ValueError, match="input_ must be finite"):
