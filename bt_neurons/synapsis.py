@@ -130,7 +130,9 @@ def quantized_linear(
         return post(y) if torch.is_grad_enabled() and y.requires_grad else post.fake_quantize_(y)
     rows = x.reshape(-1, x.shape[-1])
     n_rows, n_in = rows.shape
-    out = torch.empty(n_rows, weight.shape[0], dtype=torch.result_type(x, weight), device=x.device)
+    out = torch.empty(
+        n_rows, weight.shape[0], dtype=torch.promote_types(x.dtype, weight.dtype), device=x.device
+    )
     k_blocks = 1 if rows.numel() <= chunk else min(-(-rows.numel() // chunk), max(1, n_in // 128))
     k_step = -(-n_in // k_blocks)
     r_step = max(1, chunk // k_step)

@@ -103,7 +103,8 @@ def eiif_step(
         v: membrane $V_{t-1}$, broadcastable to ``x``.
         theta: threshold $\theta_t$ (0-d, or broadcastable to ``x``).
         keep: $1 - r$, the fraction of the membrane kept after the step.
-        spike_fn: Heaviside with surrogate gradient (fires on ``u >= 0``).
+        spike_fn: Heaviside with surrogate gradient (fires on ``u >= 0``); called only when a
+            gradient must flow, otherwise the spikes are plain comparisons (the same values).
         soft_reset: subtract $\theta_t S_t$ before attenuation.
         detach_reset: cut the gradient through the reset.
         zero_reset: empty the membrane of a neuron that fired, $V_t = (1 - r) H_t (1 - |S_t|)$
@@ -113,7 +114,12 @@ def eiif_step(
         ``(spike, v_next)``: spikes in {-1, 0, +1} and $V_t$, both shaped like ``x``.
     """
     h = v + x
-    spike = spike_fn(h - theta) - spike_fn(-h - theta)
+    if torch.is_grad_enabled() and (
+        x.requires_grad or v.requires_grad or theta.requires_grad or keep.requires_grad
+    ):
+        spike = spike_fn(h - theta) - spike_fn(-h - theta)
+    else:  # no gradient to carry: the Heaviside itself (fl(h - theta) >= 0 exactly when h >= theta)
+        spike = (h >= theta).to(h.dtype) - (h <= -theta).to(h.dtype)
     if soft_reset or zero_reset:
         s = spike.detach() if detach_reset else spike
         h = h - theta * s if soft_reset else h * (1 - s.abs())
