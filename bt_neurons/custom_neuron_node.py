@@ -14,6 +14,7 @@ from .functional.custom_neuron import (
     custom_neuron_multi_step,
     custom_neuron_step,
     custom_neuron_thresholds,
+    step_indices,
 )
 from .functional.staircase import Staircase, constant_input_staircase, evaluate_staircase
 
@@ -188,21 +189,12 @@ class CustomNeuronNode(TwoPathNode):
             )
         return thr
 
-    def _steps(self, T: int, start: int | Tensor) -> Tensor:
-        """Step indices ``start .. start+T-1`` (int64, on the parameters' device)."""
-        steps = torch.arange(T, device=self.theta_base.device)
-        return (
-            steps + torch.as_tensor(start, device=steps.device)
-            if isinstance(start, Tensor) or start
-            else steps
-        )
-
     def amplitudes(
         self, T: int, *, start: int | Tensor = 0, dtype: torch.dtype = torch.float32
     ) -> tuple[Tensor, Tensor]:
         """``(A+, A-)`` for steps ``start .. start+T-1``, each of shape ``[T]``."""
         if self.per_step:
-            steps = self._steps(T, start)
+            steps = step_indices(T, start, self.amp_pos.device)
             return self.amp_pos.to(dtype)[steps], self.amp_neg.to(dtype)[steps]
         return self.amp_pos.to(dtype).expand(T), self.amp_neg.to(dtype).expand(T)
 

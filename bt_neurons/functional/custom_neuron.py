@@ -31,10 +31,19 @@ from torch import Tensor
 from .eiif import SpikeFn
 
 __all__ = [
+    "step_indices",
     "custom_neuron_thresholds",
     "custom_neuron_step",
     "custom_neuron_multi_step",
 ]
+
+
+def step_indices(T: int, start: int | Tensor, device: torch.device | None = None) -> Tensor:
+    """``start .. start+T-1`` as int64 (``start``: an int or a 0-d integer tensor, a node's step memory)."""
+    steps = torch.arange(T, device=device)
+    if isinstance(start, Tensor):
+        return steps + start.to(device=steps.device, dtype=steps.dtype)
+    return steps + start if start else steps
 
 
 def custom_neuron_thresholds(
@@ -59,11 +68,7 @@ def custom_neuron_thresholds(
     Returns:
         Shape ``[*P, T]``, in the dtype of ``theta_base``.
     """
-    steps = torch.arange(T, device=theta_base.device)
-    if isinstance(start, Tensor):
-        steps = steps + start.to(device=steps.device, dtype=steps.dtype)
-    elif start:
-        steps = steps + start
+    steps = step_indices(T, start, theta_base.device)
     thr = theta_base.unsqueeze(-1) + alpha.unsqueeze(-1) * steps.to(theta_base.dtype)
     if offsets is not None:
         thr = thr + offsets.index_select(-1, steps)
