@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -228,3 +230,18 @@ def test_frozen_weight_with_a_trainable_bias_takes_the_differentiable_route():
     y = syn(torch.randn(3, 20))
     y.sum().backward()
     assert lin.bias.grad is not None and lin.weight.grad is None
+
+
+def test_the_compiled_kernels_leave_torchs_thread_count_as_it_was():
+    # numba's OpenMP layer shares torch's libgomp: starting it (in a fresh process) reset torch's thread count
+    code = (
+        "import torch\n"
+        "from torch import nn\n"
+        "from bt_neurons import Synapsis\n"
+        "torch.set_num_threads(1)\n"
+        "Synapsis(nn.Linear(64, 32), 7)(torch.randn(8, 64))\n"
+        "print(torch.get_num_threads())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "1"

@@ -146,9 +146,9 @@ def custom_neuron_multi_step(
         ``(out_seq, spike_seq, v_last)`` with shapes ``[T, N, *]``, ``[T, N, *]``, ``[N, *]``.
     """
     outs, spikes = [], []
-    for t in range(x_seq.shape[0]):
+    for t, x in enumerate(x_seq.unbind(0)):  # unbind, not x_seq[t]: one gradient buffer, not one per step
         out, spike, v = custom_neuron_step(
-            x_seq[t],
+            x,
             v,
             thresholds[t],
             lam,

@@ -169,11 +169,12 @@ def eiif_multi_step(
         spike_seq = spike_fn(h - theta) - spike_fn(-h - theta)
         return spike_seq, torch.zeros_like(h[-1])
     spikes = []
-    for t in range(T):
+    # unbind, not x_seq[t]: the backward of each index would fill a [T, ...] gradient of its own
+    for x, theta in zip(x_seq.unbind(0), thresholds.unbind(0), strict=True):
         spike, v = eiif_step(
-            x_seq[t],
+            x,
             v,
-            thresholds[t],
+            theta,
             keep,
             spike_fn,
             soft_reset=soft_reset,
@@ -187,9 +188,16 @@ def _eiif_multi_step_inference(
     x_seq: Tensor, v: Tensor, thresholds: Tensor, keep: Tensor, *, soft_reset: bool
 ) -> tuple[Tensor, Tensor]:
     """The spike path without autograd: same arithmetic, plain comparisons, one step at a time."""
+    if torch.compiler.is_compiling():  # traced: a list of steps (writing slices of one output costs T passes)
+        spikes = []
+        for x, theta in zip(x_seq.unbind(0), thresholds.unbind(0), strict=True):
+            h = v + x
+            spike = (h >= theta).to(h.dtype) - (h <= -theta).to(h.dtype)
+            v = (h - theta * spike if soft_reset else h) * keep
+            spikes.append(spike)
+        return torch.stack(spikes), v
     out = torch.empty_like(x_seq)
-    # r = 1 skips the membrane arithmetic; compiled graphs take the general loop (same spikes, no branch)
-    empty = not torch.compiler.is_compiling() and bool(keep == 0)
+    empty = bool(keep == 0)  # r = 1 skips the membrane arithmetic
     for t in range(x_seq.shape[0]):
         h = x_seq[t] if empty and t > 0 else v + x_seq[t]
         theta = thresholds[t]

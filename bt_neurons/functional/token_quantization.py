@@ -34,6 +34,7 @@ float32 of magnitude below $2^{25}$ and every bfloat16 and float16).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 
@@ -53,7 +54,6 @@ __all__ = [
     "token_scales",
 ]
 
-_LOCK = threading.Lock()
 NON_FINITE = "x must be finite, but it contains NaN or Inf (its scale is not finite)"
 
 
@@ -135,6 +135,23 @@ _INT = {torch.float32: (np.int32, 0x7FFFFFFF, 0x7F800000), torch.float64: (np.in
 _LOCK = threading.Lock()  # numba's fallback threading layer must not be entered twice at once
 
 
+@contextlib.contextmanager
+def _kernel_call():
+    """Run one compiled kernel: one at a time, and leave torch's thread count as it was.
+
+    numba's OpenMP threading layer shares torch's libgomp; starting it resets
+    the number of OpenMP threads, which would silently change
+    ``torch.get_num_threads()`` for everything after the first call.
+    """
+    threads = torch.get_num_threads()
+    with _LOCK:
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+
+
 def kernel_available(x: Tensor) -> bool:
     """Whether the compiled kernels handle ``x`` (float32 / float64 on the CPU, numba present).
 
@@ -149,9 +166,12 @@ def kernel_available(x: Tensor) -> bool:
 def _numpy(x: Tensor) -> np.ndarray:
     import numba
 
-    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
-    if numba.get_num_threads() != threads:
+    torch_threads = torch.get_num_threads()
+    threads = min(torch_threads, numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() != threads:  # the first call starts numba's threading layer (see _kernel_call)
         numba.set_num_threads(threads)
+    if torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
     return x.detach().numpy()
 
 
@@ -187,7 +207,7 @@ def token_scales(
         a = _numpy(x.view(-1, x.shape[-1]))
         out = np.empty(a.shape[0], dtype=int_t)
         flt_t = a.dtype.type
-        with _LOCK:
+        with _kernel_call():
             finite = _kernels()[0](
                 a, a.view(int_t), int_t(mask), int_t(limit), out, flt_t(ratio.item()), flt_t(eps)
             )
@@ -260,7 +280,7 @@ def apply_token_scales(
     if compiled and kernel_available(x) and all(flat):
         src, dst = (_numpy(t.view(-1, t.shape[-1])) for t in (x, out))
         scales, flt_t = _numpy(scale.view(-1)), src.dtype.type
-        with _LOCK:
+        with _kernel_call():
             if same and dequantize:
                 _kernels()[1](dst, scales, flt_t(half), flt_t(qmax))  # one array: vectorizes
             else:
