@@ -36,8 +36,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bt_neurons.models  # noqa: E402,F401  (registers the model; hides broken torchvision)
-from bt_neurons.models.conversion import convert, load_source  # noqa: E402
-from bt_neurons.models.evaluation import energy_per_token, perplexity, windows  # noqa: E402
+from bt_neurons.models.braintransformers.conversion import convert, load_source  # noqa: E402
+from bt_neurons.models.braintransformers.evaluation import energy_per_token, perplexity, windows  # noqa: E402
 from results_file import MALLOC_ENV, machine_info, markers, peak_rss_rise_mib, timed, write_section  # noqa: E402
 
 THREADS = 2

@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_llm import DEFAULT_TEXT, evaluation_arguments, smollm2_and_text  # noqa: E402
-from bt_neurons.models.conversion import convert  # noqa: E402
-from bt_neurons.models.evaluation import perplexity  # noqa: E402
+from bt_neurons.models.braintransformers.conversion import convert  # noqa: E402
+from bt_neurons.models.braintransformers.evaluation import perplexity  # noqa: E402
 from results_file import report  # noqa: E402
 
 THREADS = 2

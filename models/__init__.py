@@ -1,21 +1,38 @@
-"""Layer 3 of bt-neurons: the spiking language model.
+"""Layer 3 of bt-neurons: spiking language models, one folder per model family.
 
 Installed as ``bt_neurons.models``; builds on ``bt_neurons`` and
-``bt_neurons.approximators``. Importing it registers the model with
-transformers' ``AutoConfig`` and ``AutoModelForCausalLM`` (model type
-``"bt_spiking"``).
+``bt_neurons.approximators``. As in transformers, every family has a folder
+of its own, and what the families share lives beside them:
 
-- `BTSpikingConfig`, `BTSpikingForCausalLM`: the transformers-compatible
-  spiking causal LM;
-- `convert`: Llama / Qwen2 checkpoint -> spiking model;
-- `perplexity`, `energy_per_token`: measure a model on text.
+- `braintransformers`: the BrainTransformers spiking LLM, a Llama / Qwen2
+  checkpoint converted into a spiking network (`BTSpikingConfig`,
+  `BTSpikingForCausalLM`, `convert`, `perplexity`, `energy_per_token`; the
+  ``bt-convert`` / ``bt-chat`` commands). Its public names are importable
+  from here too;
+- `training`: the paper's three training stages;
+- ``_transformers``: what every family needs from transformers (the KV-cache
+  argument's name across releases).
+
+Importing it registers the models with transformers' ``AutoConfig`` and
+``AutoModelForCausalLM`` (model type ``"bt_spiking"``).
 """
 
 from . import _transformers  # noqa: F401  (bt_neurons first: a broken torchvision reads as absent)
-from .configuration import OPERATORS, BTSpikingConfig, operator_modes
-from .conversion import SUPPORTED_ARCHITECTURES, calibrate, convert, load_source
-from .evaluation import EnergyReport, energy_per_token, perplexity
-from .modeling import BTSpikingForCausalLM, BTSpikingModel, BTSpikingPreTrainedModel
+from .braintransformers import (
+    OPERATORS,
+    SUPPORTED_ARCHITECTURES,
+    BTSpikingConfig,
+    BTSpikingForCausalLM,
+    BTSpikingModel,
+    BTSpikingPreTrainedModel,
+    EnergyReport,
+    calibrate,
+    convert,
+    energy_per_token,
+    load_source,
+    operator_modes,
+    perplexity,
+)
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM  # noqa: E402  isort: skip
 

@@ -30,8 +30,8 @@ import torch
 from bt_neurons.approximators import NeuronArrayApproximator, cli
 from bt_neurons.approximators.storage import save_approximator
 from bt_neurons.models import BTSpikingConfig, BTSpikingForCausalLM, calibrate, convert, load_source
-from bt_neurons.models.cli import chat_main, convert_main
-from bt_neurons.models.evaluation import energy_per_token, perplexity, windows
+from bt_neurons.models.braintransformers.cli import chat_main, convert_main
+from bt_neurons.models.braintransformers.evaluation import energy_per_token, perplexity, windows
 from bt_neurons.models.training import (
     StageThreeLearner,
     distill,
@@ -459,7 +459,7 @@ def test_convert_refuses_dst_that_would_lose_data(src, tmp_path, monkeypatch, ca
 
 
 def test_convert_into_a_read_only_folder_is_refused_before_converting(src, tmp_path, monkeypatch, capsys):
-    import bt_neurons.models.conversion as conversion
+    import bt_neurons.models.braintransformers.conversion as conversion
 
     def must_not_run(*args, **kwargs):  # pragma: no cover - the check comes first
         raise AssertionError("the conversion ran although DST cannot be written")
@@ -492,7 +492,7 @@ def test_convert_failures_during_the_run_keep_the_old_dst(src, originals, tmp_pa
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: device-side assert triggered\nmore detail")
 
-    import bt_neurons.models.conversion as conversion
+    import bt_neurons.models.braintransformers.conversion as conversion
 
     for target, name, replacement, status, message in [
         (BTSpikingForCausalLM, "save_pretrained", no_space, 1, "No space left on device"),

@@ -6,9 +6,13 @@ import pytest
 import torch
 from bt_neurons.models import BTSpikingConfig, BTSpikingForCausalLM, operator_modes
 from bt_neurons.models._transformers import CACHE_ARGUMENT_NAMES, cache_field
-from bt_neurons.models.conversion import SUPPORTED_ARCHITECTURES, calibrate, convert
-from bt_neurons.models.evaluation import energy_per_token, perplexity, windows
-from bt_neurons.models.rotation import hadamard_matrix, hadamard_transform, random_orthogonal
+from bt_neurons.models.braintransformers.conversion import SUPPORTED_ARCHITECTURES, calibrate, convert
+from bt_neurons.models.braintransformers.evaluation import energy_per_token, perplexity, windows
+from bt_neurons.models.braintransformers.rotation import (
+    hadamard_matrix,
+    hadamard_transform,
+    random_orthogonal,
+)
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st

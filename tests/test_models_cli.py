@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from bt_neurons.models import BTSpikingForCausalLM, convert, load_source
-from bt_neurons.models.cli import (
+from bt_neurons.models.braintransformers.cli import (
     _answer_streamer,
     _reply,
     chat_main,

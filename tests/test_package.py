@@ -35,6 +35,7 @@ def test_wheel_has_only_bt_neurons_with_both_subpackages(tmp_path):
     assert top == {"bt_neurons"}
     assert "bt_neurons/approximators/__init__.py" in names
     assert "bt_neurons/models/__init__.py" in names
+    assert "bt_neurons/models/braintransformers/modeling.py" in names  # one folder per model family
     assert "bt_neurons/snntorch/__init__.py" in names
     for target in ("silu", "exp", "rsqrt"):  # the fitted parameters ship in the wheel
         assert f"bt_neurons/approximators/pretrained/{target}.safetensors" in names
@@ -43,6 +44,7 @@ def test_wheel_has_only_bt_neurons_with_both_subpackages(tmp_path):
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "bt-demo = bt_neurons.demo:main" in scripts
     assert "bt-fit = bt_neurons.approximators.cli:main" in scripts
+    assert "bt-convert = bt_neurons.models.braintransformers.cli:convert_main" in scripts
 
 
 def test_upper_layers_import_as_subpackages_from_their_folders():

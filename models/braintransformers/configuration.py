@@ -12,7 +12,7 @@ from transformers import PreTrainedConfig  # noqa: E402
 
 from bt_neurons import _checks
 
-from . import _transformers  # noqa: F401  (bt_neurons first: a broken torchvision reads as absent)
+from .. import _transformers  # noqa: F401  (bt_neurons first: a broken torchvision reads as absent)
 
 __all__ = ["BTSpikingConfig", "OPERATORS", "operator_modes"]
 

@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 from bt_neurons import SNNMatmul, SNNMultiply, Synapsis, _checks
 from bt_neurons.synapsis import quantized_linear
 
-from . import _transformers  # noqa: F401  (must precede the transformers imports)
+from .. import _transformers  # noqa: F401  (must precede the transformers imports)
 from .configuration import BTSpikingConfig, operator_modes
 from .modeling import BTSpikingForCausalLM
 from .rotation import hadamard_matrix, largest_power_of_two_block, random_orthogonal

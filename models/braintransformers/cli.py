@@ -268,7 +268,7 @@ def _convert(argv: list[str] | None) -> int:
         progress=True,
     )
     if distill_ids is not None:
-        from .training import distill
+        from ..training import distill
 
         print(
             f"stage 1: distilling for {args.distill_steps} steps on {distill_ids.numel()} tokens ...",

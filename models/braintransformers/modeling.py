@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from bt_neurons import QSynapsis, Quantizer, SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis, _checks
 
-from ._transformers import cache_argument, cache_field, with_cache
+from .._transformers import cache_argument, cache_field, with_cache
 from .configuration import BTSpikingConfig
 from .rotation import hadamard_transform
 
