@@ -163,7 +163,8 @@ class NeuronArrayApproximator(base.MemoryModule):
         self.register_buffer("right_tail", torch.tensor(tails["right_tail"], dtype=torch.float32))
         self.thresholds = nn.Parameter(thresholds)
         self.amplitudes = nn.Parameter(amplitudes)
-        self.register_memory("t", 0)
+        # steps since reset: a 0-d int64 tensor (reset with functional.reset_net, read as data when compiled)
+        self.register_memory("t", torch.zeros((), dtype=torch.long))
         self.T = T
         self.symmetry = symmetry
         self.path = path
@@ -225,7 +226,10 @@ class NeuronArrayApproximator(base.MemoryModule):
         if self.check_finite:
             _checks.check_finite(name, x)
 
-    def _check_step(self, t: int, restart: str) -> None:
+    def _check_step(self, t: int | Tensor, restart: str) -> None:
+        if _checks.tracing():  # a value check: eager mode only
+            return
+        t = int(t)
         if t >= self.T:
             raise ValueError(
                 f"this approximator's neurons have T={self.T} steps, step {t} was requested; {restart}"
@@ -237,8 +241,13 @@ class NeuronArrayApproximator(base.MemoryModule):
         t = states[0]
         self._check_step(t, "call functional.reset_net(net) first")
         k, u, inside, z = self.route(x)
-        theta = self.thresholds[:, t][k]
-        amp = self.amplitudes[:, t][k]
+        if isinstance(t, Tensor):  # the step memory (a gather: no Python int); an int from the snnTorch face
+            step = t.to(self.thresholds.device).reshape(1)
+            theta = self.thresholds.index_select(1, step)[:, 0][k]
+            amp = self.amplitudes.index_select(1, step)[:, 0][k]
+        else:
+            theta = self.thresholds[:, t][k]
+            amp = self.amplitudes[:, t][k]
         u = u + (x.to(torch.float32) - x.to(torch.float32).detach()) * self._input_gain(x, k)
         out, _, _ = custom_neuron_step(
             u,
@@ -250,7 +259,10 @@ class NeuronArrayApproximator(base.MemoryModule):
             self.surrogate_function,
             reset=False,
         )
-        tail = self._tails(x, z) if t == 0 else torch.zeros_like(z)
+        if isinstance(t, Tensor):  # the tails come once, at step 0 (no branch on data)
+            tail = torch.where(t == 0, self._tails(x, z), torch.zeros_like(z))
+        else:
+            tail = self._tails(x, z) if t == 0 else torch.zeros_like(z)
         out = torch.where(inside, out, tail)
         sign = self._sign(x)
         if sign is not None:

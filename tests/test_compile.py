@@ -143,3 +143,20 @@ def test_synapsis_nan_still_raises_in_eager_mode():
     torch.compile(syn, fullgraph=True)(torch.randn(2, 5))
     with pytest.raises(ValueError, match="finite"):
         syn(torch.full((2, 5), float("nan")))
+
+
+def test_an_approximator_compiles_on_both_paths_and_steps_without_recompiling():
+    from bt_neurons.approximators import SiLUApproximator
+
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(3)) * 3
+    stepped, ref = (SiLUApproximator(path="spike", step_mode="s") for _ in range(2))
+    compiled = torch.compile(stepped, fullgraph=True)
+    with torch.no_grad():
+        for _sequence in range(2):
+            got = torch.stack([compiled(x) for _ in range(stepped.T)])
+            assert torch.equal(got, torch.stack([ref(x) for _ in range(ref.T)]))
+            functional.reset_net(stepped)
+            functional.reset_net(ref)
+    assert counters["stats"]["unique_graphs"] == 1  # the step counter is a tensor memory
+    counted = SiLUApproximator()
+    assert torch.equal(torch.compile(counted, fullgraph=True)(x), counted(x))
