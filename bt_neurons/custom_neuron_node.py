@@ -206,6 +206,18 @@ class CustomNeuronNode(TwoPathNode):
     def single_step_functional_forward(self, inputs, states, **kwargs):
         x = inputs[0]
         v, t = states[0], states[1]
+        out, v = self.step(x, v, t)
+        return (out.to(x.dtype),), (v, t + 1, *states[2:])
+
+    def step(
+        self, x: Tensor, v: Tensor, t: int | Tensor, *, zero_reset: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """One spike-path step at step ``t`` from the membrane ``v``: ``(O_t, V_t)`` in ``v``'s dtype.
+
+        ``zero_reset`` empties the membrane of a neuron that fired instead of
+        the configured reset (snnTorch's ``reset_mechanism="zero"``, for the
+        snnTorch face).
+        """
         cdt = v.dtype
         theta = self.thresholds(1, start=t, dtype=cdt)[0]
         a_pos, a_neg = self.amplitudes(1, start=t, dtype=cdt)
@@ -217,10 +229,11 @@ class CustomNeuronNode(TwoPathNode):
             a_pos[0],
             a_neg[0],
             self.surrogate_function,
-            reset=self.reset_after_spike,
+            reset=self.reset_after_spike and not zero_reset,
             detach_reset=self.detach_reset,
+            zero_reset=zero_reset,
         )
-        return (out.to(x.dtype),), (v, t + 1, *states[2:])
+        return out, v
 
     def multi_step_functional_forward(self, inputs, states, **kwargs):
         x_seq = inputs[0]

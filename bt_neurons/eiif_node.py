@@ -151,18 +151,31 @@ class EIIFNode(TwoPathNode):
     def single_step_functional_forward(self, inputs, states, **kwargs):
         x = inputs[0]
         v, t = states[0], states[1]
+        spike, v = self.step(x, v, t)
+        return (spike.to(x.dtype),), (v, t + 1, *states[2:])
+
+    def step(
+        self, x: Tensor, v: Tensor, t: int | Tensor, *, zero_reset: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """One spike-path step at step ``t`` from the membrane ``v``: ``(S_t, V_t)`` in ``v``'s dtype.
+
+        ``zero_reset`` empties the membrane of a neuron that fired instead of
+        the configured reset (snnTorch's ``reset_mechanism="zero"``, for the
+        snnTorch face).
+        """
         cdt = v.dtype
-        theta = eiif_thresholds(1, self.theta_0, self.alpha, start=t, dtype=cdt, device=x.device)[0]
-        spike, v = eiif_step(
+        steps = t.to(cdt) if isinstance(t, Tensor) else t  # theta_0 + alpha t, as eiif_thresholds computes it
+        theta = self.theta_0.to(cdt) + self.alpha.to(cdt) * steps
+        return eiif_step(
             x.to(cdt),
             v,
             theta,
             1 - self.r.to(cdt),
             self.surrogate_function,
-            soft_reset=self.soft_reset,
+            soft_reset=self.soft_reset and not zero_reset,
             detach_reset=self.detach_reset,
+            zero_reset=zero_reset,
         )
-        return (spike.to(x.dtype),), (v, t + 1, *states[2:])
 
     def multi_step_functional_forward(self, inputs, states, **kwargs):
         x_seq = inputs[0]

@@ -8,7 +8,6 @@ from torch import Tensor
 
 from .._checks import check_bool
 from ..custom_neuron_node import CustomNeuronNode
-from ..functional.custom_neuron import custom_neuron_step
 from ._inclusive_spike import spike_function
 from ._stateful import SnnTorchShell
 
@@ -135,19 +134,4 @@ class CustomNeuron(SnnTorchShell):
         return self.node.decay.to(mem.dtype) * mem + x
 
     def _step(self, x: Tensor, mem: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        node = self.node
-        cdt = mem.dtype
-        theta = node.thresholds(1, start=step, dtype=cdt)[0]
-        a_pos, a_neg = node.amplitudes(1, start=step, dtype=cdt)
-        out, _, mem_next = custom_neuron_step(
-            x.to(cdt),
-            mem,
-            theta,
-            node.decay.to(cdt),
-            a_pos[0],
-            a_neg[0],
-            node.surrogate_function,
-            reset=node.reset_after_spike,
-            zero_reset=self.reset_mechanism == "zero",
-        )
-        return out, mem_next
+        return self.node.step(x, mem, step, zero_reset=self.reset_mechanism == "zero")

@@ -8,7 +8,6 @@ from torch import Tensor
 
 from .._checks import check_bool, check_number
 from ..eiif_node import EIIFNode
-from ..functional.eiif import eiif_step
 from ._inclusive_spike import spike_function
 from ._stateful import SnnTorchShell
 
@@ -161,15 +160,4 @@ class EIIF(SnnTorchShell):
         return mem + x
 
     def _step(self, x: Tensor, mem: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        node = self.node
-        cdt = mem.dtype
-        theta = node.theta_0.to(cdt) + node.alpha.to(cdt) * step  # = eiif_thresholds(1, ..., start=step)
-        return eiif_step(
-            x.to(cdt),
-            mem,
-            theta,
-            1 - node.r.to(cdt),
-            node.surrogate_function,
-            soft_reset=node.soft_reset,
-            zero_reset=self.reset_mechanism == "zero",
-        )
+        return self.node.step(x, mem, step, zero_reset=self.reset_mechanism == "zero")
