@@ -9,12 +9,15 @@ of its own, and what the families share lives beside them:
   `BTSpikingForCausalLM`, `convert`, `perplexity`, `energy_per_token`; the
   ``bt-convert`` / ``bt-chat`` commands). Its public names are importable
   from here too;
+- `spikegpt`: SpikeGPT, a spiking RWKV language model (`SpikeGPTConfig`,
+  `SpikeGPTForCausalLM`; model type ``"spikegpt"``), imported and
+  registered with the Auto classes here too;
 - `training`: the paper's three training stages;
 - ``_transformers``: what every family needs from transformers (the KV-cache
   argument's name across releases).
 
 Importing it registers the models with transformers' ``AutoConfig`` and
-``AutoModelForCausalLM`` (model type ``"bt_spiking"``).
+``AutoModelForCausalLM`` (model types ``"bt_spiking"`` and ``"spikegpt"``).
 """
 
 from . import _transformers  # noqa: F401  (bt_neurons first: a broken torchvision reads as absent)
@@ -34,6 +37,7 @@ from .braintransformers import (
     perplexity,
 )
 
+from . import spikegpt  # noqa: E402, F401  (registers SpikeGPT with the Auto classes)  isort: skip
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM  # noqa: E402  isort: skip
 
 AutoConfig.register(BTSpikingConfig.model_type, BTSpikingConfig, exist_ok=True)
