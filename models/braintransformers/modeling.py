@@ -46,7 +46,8 @@ from torch import Tensor, nn
 
 from bt_neurons import QSynapsis, Quantizer, SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis, _checks
 
-from .._transformers import cache_argument, cache_field, with_cache
+from .._causal_lm import causal_lm_output, check_logits_to_keep
+from .._transformers import cache_argument, with_cache
 from .configuration import BTSpikingConfig
 from .rotation import hadamard_transform
 
@@ -501,6 +502,7 @@ class BTSpikingForCausalLM(BTSpikingPreTrainedModel, GenerationMixin):
         passes in current releases) or ``past_key_values`` (earlier releases),
         and returned under the installed release's field name.
         """
+        check_logits_to_keep(logits_to_keep)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -509,30 +511,6 @@ class BTSpikingForCausalLM(BTSpikingPreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
         )
-        hidden = out.last_hidden_state
-        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int | Tensor):
-            raise TypeError(
-                f"logits_to_keep must be an int >= 0 or a tensor of positions, got {logits_to_keep!r}"
-            )
-        if isinstance(logits_to_keep, int) and logits_to_keep < 0:
-            raise ValueError(f"logits_to_keep must be >= 0 (0: every position), got {logits_to_keep}")
-        if labels is not None:
-            _checks.check_tensor("labels", labels)
-            if labels.is_floating_point() or labels.shape != hidden.shape[:2]:
-                raise ValueError(
-                    f"labels must be integer token ids of shape {tuple(hidden.shape[:2])} (as input_ids), "
-                    f"got {labels.dtype} {tuple(labels.shape)}"
-                )
-        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
-            hidden = hidden[:, -logits_to_keep:]
-        elif isinstance(logits_to_keep, Tensor):
-            hidden = hidden[:, logits_to_keep]
-        logits = self._head(hidden)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs
-            )
-        return with_cache(
-            CausalLMOutputWithPast, getattr(out, cache_field(type(out))), loss=loss, logits=logits
+        return causal_lm_output(
+            out, self._head, self.loss_function, self.config.vocab_size, labels, logits_to_keep, **kwargs
         )

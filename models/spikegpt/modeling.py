@@ -41,7 +41,8 @@ from torch import Tensor, nn
 
 from bt_neurons import EIIFNode, _checks
 
-from .._transformers import cache_argument, cache_field, with_cache
+from .._causal_lm import causal_lm_output, check_logits_to_keep
+from .._transformers import cache_argument, with_cache
 from .configuration import SpikeGPTConfig
 from .wkv import WKVState, wkv_sequence
 
@@ -547,12 +548,7 @@ class SpikeGPTForCausalLM(SpikeGPTPreTrainedModel, GenerationMixin):
         state is taken as ``cache`` or ``past_key_values`` and returned under
         the installed release's field name.
         """
-        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int | Tensor):
-            raise TypeError(
-                f"logits_to_keep must be an int >= 0 or a tensor of positions, got {logits_to_keep!r}"
-            )
-        if isinstance(logits_to_keep, int) and logits_to_keep < 0:
-            raise ValueError(f"logits_to_keep must be >= 0 (0: every position), got {logits_to_keep}")
+        check_logits_to_keep(logits_to_keep)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -560,26 +556,8 @@ class SpikeGPTForCausalLM(SpikeGPTPreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
         )
-        hidden = out.last_hidden_state
-        if labels is not None:
-            _checks.check_tensor("labels", labels)
-            if labels.is_floating_point() or labels.dtype == torch.bool or labels.shape != hidden.shape[:2]:
-                raise ValueError(
-                    f"labels must be integer token ids of shape {tuple(hidden.shape[:2])} (as input_ids), "
-                    f"got {labels.dtype} {tuple(labels.shape)}"
-                )
-        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
-            hidden = hidden[:, -logits_to_keep:]
-        elif isinstance(logits_to_keep, Tensor):
-            hidden = hidden[:, logits_to_keep]
-        logits = self.head(hidden)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs
-            )
-        return with_cache(
-            CausalLMOutputWithPast, getattr(out, cache_field(type(out))), loss=loss, logits=logits
+        return causal_lm_output(
+            out, self.head, self.loss_function, self.config.vocab_size, labels, logits_to_keep, **kwargs
         )
 
     def prepare_inputs_for_generation(
