@@ -11,6 +11,7 @@ from bt_neurons.models.spikegpt import (
     SpikeGPTConfig,
     SpikeGPTForCausalLM,
     SpikeGPTModel,
+    WKVState,
     original_key_layout,
     wkv_initial_state,
     wkv_sequence,
@@ -184,6 +185,100 @@ def test_wkv_gradients_are_finite() -> None:
     out.square().sum().backward()
     for t in (k, v, td, u):
         assert torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+
+
+def _loop_autograd(k, v, w, u, state):
+    """The reference gradient path: autograd through every `wkv_step`."""
+    outputs = []
+    for t in range(k.shape[1]):
+        out, state = wkv_step(k[:, t], v[:, t], w, u, state)
+        outputs.append(out)
+    return torch.stack(outputs, 1), state
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    B=st.integers(1, 2),
+    T=st.integers(1, 9),
+    C=st.integers(1, 4),
+    carried=st.booleans(),
+    scale=st.sampled_from([0.1, 1.0, 20.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_wkv_backward_equals_the_loops_autograd(B, T, C, carried, scale, seed) -> None:
+    """The hand-written backward == autograd through the step loop, for every input and the state,
+    with a loss on the outputs and on all three final state tensors (the running max included)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def leaf(*shape, s=1.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * s).requires_grad_()
+
+    k, v, td, u = leaf(B, T, C, s=scale), leaf(B, T, C), leaf(C), leaf(C)
+    if carried:
+        with torch.no_grad():
+            _, start = wkv_sequence(
+                torch.randn(B, 3, C, generator=g, dtype=torch.float64) * scale,
+                torch.randn(B, 3, C, generator=g, dtype=torch.float64),
+                torch.exp(td),
+                u,
+            )
+        start = WKVState(*(x.clone().requires_grad_() for x in start))
+    else:
+        start = wkv_initial_state(B, C, dtype=torch.float64)
+    weights = [torch.randn(B, T, C, generator=g, dtype=torch.float64)] + [
+        torch.randn(B, C, generator=g, dtype=torch.float64) for _ in range(3)
+    ]
+    leaves = [k, v, td, u, *(s for s in start if s.requires_grad)]
+
+    def gradients(fn):
+        out, final = fn(k, v, torch.exp(td), u, start)
+        loss = sum((x * wt).sum() for x, wt in zip((out, *final), weights, strict=True))
+        return out.detach(), torch.autograd.grad(loss, leaves)
+
+    fast_out, fast = gradients(wkv_sequence)
+    ref_out, ref = gradients(_loop_autograd)
+    assert torch.equal(fast_out, ref_out)
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_wkv_backward_passes_gradcheck() -> None:
+    g = torch.Generator().manual_seed(3)
+    k = (torch.randn(2, 5, 3, generator=g, dtype=torch.float64) * 3).requires_grad_()
+    v = torch.randn(2, 5, 3, generator=g, dtype=torch.float64).requires_grad_()
+    w = torch.rand(3, generator=g, dtype=torch.float64).add(0.1).requires_grad_()
+    u = torch.randn(3, generator=g, dtype=torch.float64).requires_grad_()
+    with torch.no_grad():
+        _, start = wkv_sequence(k.detach() + 0.3, v.detach(), w, u)
+    start = [s.clone().requires_grad_() for s in start]
+
+    def fn(k, v, w, u, aa, bb, pp):
+        out, final = wkv_sequence(k, v, w, u, WKVState(aa, bb, pp))
+        return out, *final
+
+    assert torch.autograd.gradcheck(fn, (k, v, w, u, *start))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_wkv_backward_in_low_precision(dtype: torch.dtype) -> None:
+    """float32 / bf16 inputs: gradients in the inputs' dtype, close to the float64 ones."""
+    g = torch.Generator().manual_seed(0)
+    base = [
+        torch.randn(2, 64, 4, generator=g) * 5,
+        torch.randn(2, 64, 4, generator=g),
+        torch.randn(4, generator=g),
+        torch.randn(4, generator=g),
+    ]
+    grads = {}
+    for dt in (dtype, torch.float64):
+        leaves = [x.to(dt, copy=True).requires_grad_() for x in base]
+        out, _ = wkv_sequence(leaves[0], leaves[1], torch.exp(leaves[2]), leaves[3])
+        (out.float() * torch.linspace(-1, 1, 64)[None, :, None]).sum().backward()
+        grads[dt] = [x.grad for x in leaves]
+    for a, b in zip(grads[dtype], grads[torch.float64], strict=True):
+        assert a.dtype == dtype
+        tol = 1e-4 if dtype == torch.float32 else 5e-2
+        torch.testing.assert_close(a.double(), b, rtol=tol, atol=tol * float(b.abs().max()))
 
 
 def test_wkv_bad_shapes() -> None:
