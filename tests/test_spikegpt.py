@@ -12,6 +12,8 @@ from bt_neurons.models.spikegpt import (
     SpikeGPTForCausalLM,
     SpikeGPTModel,
     WKVState,
+    bits_per_token,
+    cost_per_token,
     original_key_layout,
     wkv_initial_state,
     wkv_sequence,
@@ -611,3 +613,82 @@ def test_bad_inputs_raise_clear_errors() -> None:
         model(ids(1, 3), labels=ids(1, 4))
     with pytest.raises(ValueError, match="logits_to_keep"):
         model(ids(1, 3), logits_to_keep=-1)
+
+
+# ----------------------------------------------------------------------------- spikes and energy
+
+
+@pytest.mark.parametrize("neuron", NEURONS)
+def test_cost_per_token_counts_what_ran(neuron: str) -> None:
+    """Spikes and additions equal the spikes the branch neurons returned (read by hooks); MACs equal
+    the architecture's linear layers; energy = 0.9 pJ x additions + 4.6 pJ x MACs."""
+    torch.manual_seed(0)
+    V, d, L = 40, 16, 2
+    config = SpikeGPTConfig(
+        vocab_size=V,
+        hidden_size=d,
+        num_hidden_layers=L,
+        neuron=neuron,
+        lif_threshold=0.05,
+        eiif_threshold=0.05,
+    )
+    model = SpikeGPTForCausalLM(config).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.mul_(20)  # branch outputs well above the thresholds
+    ids = torch.randint(0, V, (2, 23))
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, args, out: seen.__setitem__(mod.name, out[0]))
+        for m in model.modules()
+        if isinstance(m, BranchNeuron)
+    ]
+    try:
+        cost = cost_per_token(model, ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    tokens = ids.numel()
+    assert cost.tokens == tokens
+    for name, out in seen.items():
+        row = cost.by_layer[name]
+        if neuron == "none":
+            assert row.spikes == 0 and row.additions == d and row.firing_rate is None
+        else:
+            assert row.spikes == float(out.abs().sum()) / tokens
+            assert row.additions == float(torch.count_nonzero(out)) / tokens
+            assert row.firing_rate == pytest.approx(row.spikes / d)
+    if neuron != "none":
+        assert sum(cost.by_layer[n].spikes for n in seen) > 0  # the low threshold makes them fire
+        binary = (model.model.emb(ids) >= 0).sum()
+        assert cost.by_layer["emb"].spikes == float(binary) / tokens
+    else:
+        assert "emb" not in cost.by_layer
+    per_layer = 4 * d * d + 2 * d * 4 * d + d * d
+    assert cost.dense_macs == L * per_layer + d * V
+    assert cost.by_layer["head"].dense_macs == d * V
+    assert cost.spikes == pytest.approx(sum(r.spikes for r in cost.by_layer.values()))
+    assert cost.additions == pytest.approx(sum(r.additions for r in cost.by_layer.values()))
+    assert cost.energy_pj == pytest.approx(0.9 * cost.additions + 4.6 * cost.dense_macs)
+    assert "MACs per token" in cost.summary()
+
+
+def test_cost_and_bits_bad_inputs() -> None:
+    model = SpikeGPTForCausalLM(SpikeGPTConfig(vocab_size=8, hidden_size=4, num_hidden_layers=1))
+    with pytest.raises(TypeError, match="model must be a SpikeGPTForCausalLM"):
+        cost_per_token(torch.nn.Linear(2, 2), torch.zeros(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="input_ids"):
+        cost_per_token(model, torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(TypeError, match="input_ids"):
+        cost_per_token(model, [1, 2])
+    with pytest.raises(ValueError, match="window"):
+        bits_per_token(model, torch.zeros(10, dtype=torch.long), window=1)
+
+
+def test_bits_per_token_is_log2_perplexity() -> None:
+    """On a model that ignores its input (all weights of the head zero), every token costs log2(V) bits."""
+    model = SpikeGPTForCausalLM(SpikeGPTConfig(vocab_size=16, hidden_size=8, num_hidden_layers=1)).eval()
+    torch.nn.init.zeros_(model.head.weight)
+    ids = torch.randint(0, 16, (64,))
+    assert bits_per_token(model, ids, window=16) == pytest.approx(4.0, abs=1e-6)

@@ -8,11 +8,14 @@ with transformers' ``AutoConfig``, ``AutoModel`` and ``AutoModelForCausalLM``
 - `modeling`: `SpikeGPTModel`, `SpikeGPTForCausalLM` (with
   `SpikeGPTForCausalLM.from_original_state_dict` for the released key
   layout) and `SpikeGPTCache`, the recurrent state carried as the cache;
-- `wkv`: the WKV operator as pure functions (`wkv_step`, `wkv_sequence`).
+- `wkv`: the WKV operator as pure functions (`wkv_step`, `wkv_sequence`);
+- `evaluation`: `bits_per_token` (BPC at character level) and
+  `cost_per_token` (spikes, additions, MACs and energy per token and per layer).
 """
 
 from .. import _transformers  # noqa: F401  (bt_neurons first: a broken torchvision reads as absent)
 from .configuration import NEURONS, SpikeGPTConfig
+from .evaluation import LayerCost, SpikeGPTCost, bits_per_token, cost_per_token
 from .modeling import (
     SpikeGPTCache,
     SpikeGPTForCausalLM,
@@ -30,6 +33,10 @@ AutoModelForCausalLM.register(SpikeGPTConfig, SpikeGPTForCausalLM, exist_ok=True
 
 __all__ = [
     "NEURONS",
+    "LayerCost",
+    "SpikeGPTCost",
+    "bits_per_token",
+    "cost_per_token",
     "SpikeGPTCache",
     "SpikeGPTConfig",
     "SpikeGPTForCausalLM",

@@ -40,6 +40,7 @@ from spikingjelly.activation_based import functional, neuron, surrogate
 from torch import Tensor, nn
 
 from bt_neurons import EIIFNode, _checks
+from bt_neurons.accounting import record, tracking
 
 from .._causal_lm import causal_lm_output, check_logits_to_keep
 from .._transformers import cache_argument, with_cache
@@ -101,6 +102,13 @@ class SpikeGPTCache:
             return value
 
         self.layers = [pick(layer) for layer in self.layers]
+
+
+def _record_linears(name: str, tokens: int, *linears: nn.Linear) -> None:
+    """Account the multiply-accumulates of linear layers on real-valued inputs (`track_spikes`)."""
+    if tracking():
+        macs = tokens * sum(lin.in_features * lin.out_features for lin in linears)
+        record(name, 0.0, 0.0, macs, dense_macs=macs)
 
 
 def _token_shift(y: Tensor, last: Tensor | None) -> Tensor:
@@ -181,6 +189,14 @@ class SpikeGPTTimeMix(nn.Module):
         v = self.value(_mix(y, xx, self.time_mix_v))
         r = torch.sigmoid(self.receptance(_mix(y, xx, self.time_mix_r)))
         wkv, state = wkv_sequence(k, v, torch.exp(self.time_decay), self.time_first, state)
+        _record_linears(
+            f"blocks.{self.layer_id}.att",
+            y.shape[0] * y.shape[1],
+            self.key,
+            self.value,
+            self.receptance,
+            self.output,
+        )
         return self.output(r * wkv), y[:, -1], state
 
 
@@ -219,6 +235,9 @@ class SpikeGPTChannelMix(nn.Module):
         xx = _token_shift(y, last)
         k = torch.square(torch.relu(self.key(_mix(y, xx, self.time_mix_k))))
         r = torch.sigmoid(self.receptance(_mix(y, xx, self.time_mix_r)))
+        _record_linears(
+            f"blocks.{self.layer_id}.ffn", y.shape[0] * y.shape[1], self.key, self.value, self.receptance
+        )
         return r * self.value(k), y[:, -1]
 
 
@@ -254,13 +273,22 @@ class BranchNeuron(nn.Module):
     ``neuron="none"`` it is the identity and has no state.
     """
 
-    def __init__(self, config: SpikeGPTConfig) -> None:
+    def __init__(self, config: SpikeGPTConfig, name: str = "neuron") -> None:
         super().__init__()
         self.node = _make_node(config)
+        self.name = name
 
     def forward(self, x: Tensor, state: Mapping[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
-        """``(spikes [B, T, d], the node's memories after the last token)``."""
+        """``(spikes [B, T, d], the node's memories after the last token)``.
+
+        Inside `bt_neurons.track_spikes`, records under ``name`` its spikes and
+        the additions that put the branch onto the residual stream: one per
+        spike (an event adds +-1 to one channel), or one per element for the
+        ANN twin (a dense addition).
+        """
         if self.node is None:
+            if tracking():
+                record(self.name, 0.0, x.numel(), 0.0)
             return x, {}
         functional.reset_net(self.node)
         try:
@@ -272,6 +300,9 @@ class BranchNeuron(nn.Module):
             memories = {k: v.clone() if isinstance(v, Tensor) else v for k, v in self.node.named_memories()}
         finally:
             functional.reset_net(self.node)
+        if tracking():
+            events = torch.count_nonzero(spikes.detach())
+            record(self.name, spikes.detach().abs().sum(), events, 0.0)
         return spikes, memories
 
 
@@ -290,8 +321,8 @@ class SpikeGPTBlock(nn.Module):
         self.ln2 = nn.LayerNorm(C, eps=eps)
         self.att = SpikeGPTTimeMix(config, layer_id)
         self.ffn = SpikeGPTChannelMix(config, layer_id)
-        self.att_neuron = BranchNeuron(config)
-        self.ffn_neuron = BranchNeuron(config)
+        self.att_neuron = BranchNeuron(config, f"blocks.{layer_id}.att_neuron")
+        self.ffn_neuron = BranchNeuron(config, f"blocks.{layer_id}.ffn_neuron")
 
     def forward(self, x: Tensor, state: Mapping[str, Any] | None) -> tuple[Tensor, dict[str, Any]]:
         """``(x [B, T, d], this layer's new state)`` from ``x`` and its state (None: a new sequence)."""
@@ -448,6 +479,8 @@ class SpikeGPTModel(SpikeGPTPreTrainedModel):
         if state is None and use_cache:
             state = SpikeGPTCache(len(self.blocks))
         x = self.binary(inputs_embeds) if self.binary is not None else inputs_embeds
+        if self.binary is not None and tracking():
+            record("emb", torch.count_nonzero(x.detach()), 0.0, 0.0)
         for i, block in enumerate(self.blocks):
             x, layer_state = block(x, state.layers[i] if state is not None else None)
             if state is not None:
@@ -557,8 +590,12 @@ class SpikeGPTForCausalLM(SpikeGPTPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
         )
         return causal_lm_output(
-            out, self.head, self.loss_function, self.config.vocab_size, labels, logits_to_keep, **kwargs
+            out, self._head, self.loss_function, self.config.vocab_size, labels, logits_to_keep, **kwargs
         )
+
+    def _head(self, hidden: Tensor) -> Tensor:
+        _record_linears("head", hidden[..., 0].numel(), self.head)
+        return self.head(hidden)
 
     def prepare_inputs_for_generation(
         self,
