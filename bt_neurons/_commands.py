@@ -1,6 +1,6 @@
 """How the bt-neurons commands end: exit statuses, one-line errors, and Ctrl-C from the first second.
 
-Every command (``bt-fit``, ``bt-convert``, ``bt-chat``, ``bt-demo``) exits with
+Every command (``bt-fit``, ``bt-convert``, ``bt-chat``, ``bt-demo``, ``bt-spikegpt``) exits with
 
 - ``0``: done;
 - ``1``: the run failed (a file could not be written, the disk is full, out of
@@ -49,7 +49,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 #: The console scripts of bt-neurons (``[project.scripts]`` in pyproject.toml).
-COMMANDS = ("bt-fit", "bt-convert", "bt-chat", "bt-demo")
+COMMANDS = ("bt-fit", "bt-convert", "bt-chat", "bt-demo", "bt-spikegpt")
 
 
 class CommandError(Exception):

@@ -36,6 +36,7 @@ def test_wheel_has_only_bt_neurons_with_both_subpackages(tmp_path):
     assert "bt_neurons/approximators/__init__.py" in names
     assert "bt_neurons/models/__init__.py" in names
     assert "bt_neurons/models/braintransformers/modeling.py" in names  # one folder per model family
+    assert "bt_neurons/models/spikegpt/modeling.py" in names
     assert "bt_neurons/snntorch/__init__.py" in names
     for target in ("silu", "exp", "rsqrt"):  # the fitted parameters ship in the wheel
         assert f"bt_neurons/approximators/pretrained/{target}.safetensors" in names
@@ -45,6 +46,7 @@ def test_wheel_has_only_bt_neurons_with_both_subpackages(tmp_path):
     assert "bt-demo = bt_neurons.demo:main" in scripts
     assert "bt-fit = bt_neurons.approximators.cli:main" in scripts
     assert "bt-convert = bt_neurons.models.braintransformers.cli:convert_main" in scripts
+    assert "bt-spikegpt = bt_neurons.models.spikegpt.cli:main" in scripts
 
 
 def test_upper_layers_import_as_subpackages_from_their_folders():

@@ -18,7 +18,6 @@ or a missing / broken input file), 1 for a run that failed, 130 for Ctrl-C
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -27,56 +26,9 @@ from pathlib import Path
 
 from bt_neurons._commands import EXIT_FAILED, CommandError, HelpFormatter, one_line, run_command
 
+from .._cli import _fraction, _nonnegative, _positive, _positive_real, _read_text, _seed
+
 __all__ = ["chat_main", "convert_main"]
-
-
-def _at_least(minimum: int, what: str):
-    """An argparse type: an integer >= ``minimum``, described as ``what`` in errors."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
-        return value
-
-    return parse
-
-
-_positive = _at_least(1, "a positive integer")
-_nonnegative = _at_least(0, "an integer >= 0")
-
-
-def _seed(text: str) -> int:
-    """An argparse type: a random seed, an integer torch accepts (-2**63 .. 2**64 - 1)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not -(2**63) <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"expected a seed in [-2**63, 2**64 - 1], got {value}")
-    return value
-
-
-def _real(what: str, accept):
-    """An argparse type: a finite float for which ``accept(value)`` holds, described as ``what``."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not (math.isfinite(value) and accept(value)):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
-        return value
-
-    return parse
-
-
-_positive_real = _real("a finite number > 0", lambda v: v > 0)
-_fraction = _real("a number in (0, 1]", lambda v: 0 < v <= 1)
 
 
 def _spiking_arguments(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -163,24 +115,6 @@ def _write_model(model, tokenizer, dst: Path, force: bool) -> None:
         atomic_write_folder(dst, write, replace=force)
     except FileExistsError:  # it appeared while converting
         raise CommandError(f"dst {str(dst)!r} already exists (use --force to replace it)") from None
-
-
-def _read_text(option: str, path: str | None) -> str | None:
-    """The UTF-8 text of the file an option names (None when the option is absent); never empty."""
-    if path is None:
-        return None
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise CommandError(
-            f"cannot read {option} {path!r}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
-            f"offset {exc.start})"
-        ) from None
-    except OSError as exc:
-        raise CommandError(f"cannot read {option} {path!r}: {exc.strerror or exc}") from None
-    if not text.strip():
-        raise CommandError(f"{option} {path!r} is empty: expected UTF-8 text")
-    return text
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -31,6 +31,8 @@ shifts, the WKV state ``(aa, bb, pp)`` and the membranes of both neurons.
 
 from __future__ import annotations
 
+import importlib
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -241,8 +243,28 @@ class SpikeGPTChannelMix(nn.Module):
         return r * self.value(k), y[:, -1]
 
 
+def _load_lif_kernels_quietly() -> None:
+    """Import SpikingJelly's LIF operator now, without torch's "Triton not available" warnings.
+
+    SpikingJelly registers its LIF kernels on the first multi-step LIF forward;
+    on a machine without Triton (every CPU-only install) torch logs two
+    warnings then, in the middle of a user's output. Nothing is wrong: the CPU
+    kernel is used.
+    """
+    logger = logging.getLogger("torch._library.triton")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        importlib.import_module("spikingjelly._ops.lif")
+    except ImportError:  # another SpikingJelly layout: it registers its kernels its own way
+        pass
+    finally:
+        logger.setLevel(level)
+
+
 def _make_node(config: SpikeGPTConfig) -> nn.Module | None:
     if config.neuron == "lif":
+        _load_lif_kernels_quietly()
         return neuron.LIFNode(
             tau=float(config.lif_tau),
             v_threshold=float(config.lif_threshold),
