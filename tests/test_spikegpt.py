@@ -543,6 +543,47 @@ def test_from_original_state_dict_round_trip(neuron: str) -> None:
     assert torch.equal(loaded(tokens).logits, model(tokens).logits)
 
 
+def test_from_original_checkpoint_files(tmp_path) -> None:
+    """A released-layout state dict written as safetensors and as a .pth (plain and wrapped in
+    {"state_dict": ...}) loads to the same model; pickled code is refused, bad files named."""
+    from safetensors.torch import save_file
+
+    model = tiny("lif")
+    sd = {k: v.contiguous() for k, v in original_layout(model).items()}
+    save_file(sd, tmp_path / "rwkv.safetensors")
+    torch.save(sd, tmp_path / "rwkv.pth")
+    torch.save({"state_dict": sd, "epoch": 3}, tmp_path / "wrapped.pt")
+    tokens = ids(2, 6)
+    for name in ("rwkv.safetensors", "rwkv.pth", "wrapped.pt"):
+        loaded = SpikeGPTForCausalLM.from_original_checkpoint(tmp_path / name, model.config).eval()
+        assert torch.equal(loaded(tokens).logits, model(tokens).logits), name
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("unpickled code ran",))
+
+    torch.save({"emb.weight": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="weights_only=True"):
+        SpikeGPTForCausalLM.from_original_checkpoint(tmp_path / "evil.pth", model.config)
+    (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="cannot read .*broken.safetensors"):
+        SpikeGPTForCausalLM.from_original_checkpoint(tmp_path / "broken.safetensors", model.config)
+    with pytest.raises(ValueError, match="must end in"):
+        SpikeGPTForCausalLM.from_original_checkpoint(_renamed(tmp_path / "rwkv.pth", "x.ckpt"), model.config)
+    with pytest.raises(FileNotFoundError, match="not a file"):
+        SpikeGPTForCausalLM.from_original_checkpoint(tmp_path / "missing.pth", model.config)
+    del sd["head.weight"]
+    save_file(sd, tmp_path / "headless.safetensors")
+    with pytest.raises(ValueError, match=r"missing keys \['head.weight'\]"):
+        SpikeGPTForCausalLM.from_original_checkpoint(tmp_path / "headless.safetensors", model.config)
+
+
+def _renamed(path, name):
+    target = path.with_name(name)
+    target.write_bytes(path.read_bytes())
+    return target
+
+
 def test_tied_embeddings_round_trips(tmp_path) -> None:
     model = tiny("lif", tie_word_embeddings=True)
     assert model.head.weight is model.model.emb.weight

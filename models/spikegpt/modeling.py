@@ -34,7 +34,9 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -561,7 +563,8 @@ class SpikeGPTForCausalLM(SpikeGPTPreTrainedModel, GenerationMixin):
     (greedy or sampled; the recurrent state is the cache, so each new token
     costs O(1)), ``save_pretrained`` / ``from_pretrained`` and, after
     ``import bt_neurons.models.spikegpt``, ``AutoModelForCausalLM``.
-    `from_original_state_dict` loads a state dict in the released SpikeGPT layout.
+    `from_original_state_dict` loads a state dict in the released SpikeGPT layout,
+    `from_original_checkpoint` a released checkpoint file.
     """
 
     _tied_weights_keys = {"head.weight": "model.emb.weight"}
@@ -642,6 +645,51 @@ class SpikeGPTForCausalLM(SpikeGPTPreTrainedModel, GenerationMixin):
         if "logits_to_keep" in kwargs:
             inputs["logits_to_keep"] = kwargs["logits_to_keep"]
         return inputs
+
+    @classmethod
+    def from_original_checkpoint(cls, path: str | os.PathLike, config: SpikeGPTConfig) -> SpikeGPTForCausalLM:
+        """A model holding the weights of a released SpikeGPT checkpoint file (`from_original_state_dict`).
+
+        ``.safetensors`` files are read with safetensors; ``.pth`` / ``.pt`` /
+        ``.bin`` files with ``torch.load(weights_only=True)``, which unpickles
+        tensors and plain containers only, never code. A checkpoint saved as
+        ``{"state_dict": ...}`` or ``{"model": ...}`` is unwrapped.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: another suffix, a file that is not a checkpoint (or holds
+                anything ``weights_only`` refuses), or a wrong state dict (every key named).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"path {str(path)!r} is not a file (expected a .safetensors or .pth checkpoint)"
+            )
+        suffix = path.suffix.lower()
+        if suffix == ".safetensors":
+            from safetensors import SafetensorError
+            from safetensors.torch import load_file
+
+            try:
+                state = load_file(path)
+            except (SafetensorError, OSError) as exc:
+                raise ValueError(f"cannot read {str(path)!r} as safetensors: {exc}") from None
+        elif suffix in (".pth", ".pt", ".bin"):
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # UnpicklingError, a truncated zip, ...: all mean "not a weights file"
+                raise ValueError(
+                    f"cannot read {str(path)!r} with torch.load(weights_only=True): {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}"
+                ) from None
+            for wrapper in ("state_dict", "model"):
+                if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+                    state = state[wrapper]
+        else:
+            raise ValueError(
+                f"path {str(path)!r} must end in .safetensors, .pth, .pt or .bin, got {suffix!r}"
+            )
+        return cls.from_original_state_dict(state, config)
 
     @classmethod
     def from_original_state_dict(

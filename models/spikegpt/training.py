@@ -92,7 +92,7 @@ class TrainResult:
         log: the Trainer's log history (losses, learning rates, evaluations).
     """
 
-    model: SpikeGPTForCausalLM
+    model: Any  #: a SpikeGPTForCausalLM, or the model given to `train`
     tokenizer: Any
     out: Path
     steps: int
@@ -119,6 +119,7 @@ def train(
     out: str | Path,
     *,
     config: SpikeGPTConfig | None = None,
+    model: Any = None,
     tokenizer: Any = None,
     eval_texts: Sequence[str] | None = None,
     context: int = 128,
@@ -143,6 +144,10 @@ def train(
         out: the output folder (created; checkpoints go to ``out/checkpoints``).
         config: the architecture (default: ``SpikeGPTConfig()`` of 12 x 512 is
             large; pass one). Its ``vocab_size`` is set to the tokenizer's.
+        model: train this transformers causal LM instead of a new SpikeGPT
+            (e.g. a GPT-2 of the same size, for a comparison under exactly the
+            same schedule); ``config`` is then ignored, and its vocabulary must
+            hold the tokenizer's.
         tokenizer: any transformers tokenizer; default `char_tokenizer` of ``train_texts``.
         eval_texts: held-out texts, scored every ``eval_steps`` and at the end.
         context: tokens per training block (the time steps the neurons run through).
@@ -201,11 +206,17 @@ def train(
     eval_data = None
     if eval_texts:
         eval_data = TokenBlocks(encode_texts(tokenizer, eval_texts), context)
-    config = SpikeGPTConfig(**(config.to_dict() if config is not None else {}))
-    config.vocab_size = len(tokenizer)
-    config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
-    config.use_cache = False  # training reads whole blocks; the state is not kept between them
-    model = SpikeGPTForCausalLM(config)
+    if model is None:
+        config = SpikeGPTConfig(**(config.to_dict() if config is not None else {}))
+        config.vocab_size = len(tokenizer)
+        config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
+        model = SpikeGPTForCausalLM(config)
+    elif model.config.vocab_size < len(tokenizer):
+        raise ValueError(
+            f"model has a vocabulary of {model.config.vocab_size}, "
+            f"smaller than the tokenizer's {len(tokenizer)}"
+        )
+    model.config.use_cache = False  # training reads whole blocks; no state is kept between them
 
     out.mkdir(parents=True, exist_ok=True)
     arguments: dict[str, Any] = {
