@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from spikingjelly.activation_based import functional, layer, surrogate
 from strategies import alphas, inputs, rates, shapes, theta0s, timesteps
@@ -196,3 +196,47 @@ def test_autograd_and_inference_spike_paths_agree(data, T, r, soft, theta_0, alp
     with_grad = grad_node(x_seq.clone().requires_grad_())
     assert torch.equal(plain, with_grad.detach())
     assert torch.equal(plain_node.v, grad_node.v.detach())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    T=st.integers(1, 12),
+    shape=st.sampled_from([(3,), (2, 4), (1, 2, 3)]),
+    soft_reset=st.booleans(),
+    detach_reset=st.booleans(),
+    surrogate_name=st.sampled_from(["ATan", "Sigmoid", "PiecewiseQuadratic"]),
+    keep=st.sampled_from([0.3, 0.5, 1.0]),
+    broadcast_v=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_fused_multi_step_backward_equals_the_step_loop(
+    T, shape, soft_reset, detach_reset, surrogate_name, keep, broadcast_v, seed
+):
+    """The sequence node (`_EIIFSequence`, used for training with constant thresholds) gives the spikes,
+    the membrane and the gradients (inputs and initial membrane) of autograd through `eiif_step`."""
+    from bt_neurons.functional.eiif import eiif_multi_step, eiif_step
+
+    g = torch.Generator().manual_seed(seed)
+    fn = getattr(surrogate, surrogate_name)()
+    x = (torch.randn(T, *shape, generator=g, dtype=torch.float64) * 1.5).requires_grad_()
+    v_shape = (1,) * (len(shape) - 1) + shape[-1:] if broadcast_v else shape
+    v0 = torch.randn(*v_shape, generator=g, dtype=torch.float64).requires_grad_()
+    thresholds = torch.linspace(0.5, 1.5, T, dtype=torch.float64)
+    k = torch.tensor(keep, dtype=torch.float64)
+    w = torch.randn(T, *shape, generator=g, dtype=torch.float64)
+    wv = torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    spikes, v = eiif_multi_step(x, v0, thresholds, k, fn, soft_reset=soft_reset, detach_reset=detach_reset)
+    fused = torch.autograd.grad((spikes * w).sum() + (v * wv).sum(), (x, v0))
+    state, ref_spikes = v0, []
+    for t in range(T):
+        s, state = eiif_step(
+            x[t], state, thresholds[t], k, fn, soft_reset=soft_reset, detach_reset=detach_reset
+        )
+        ref_spikes.append(s)
+    ref_spikes = torch.stack(ref_spikes)
+    ref = torch.autograd.grad((ref_spikes * w).sum() + (state * wv).sum(), (x, v0))
+    assert torch.equal(spikes, ref_spikes) and torch.equal(v, state)
+    for a, b in zip(fused, ref, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
