@@ -383,6 +383,32 @@ def test_no_state_leaks_between_calls() -> None:
             assert m.node.v == 0.0  # the node is left reset: the state lives in the cache only
 
 
+@pytest.mark.parametrize("neuron", ["lif", "eiif"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_branch_neuron_equals_its_spikingjelly_node(neuron: str, dtype: torch.dtype) -> None:
+    """The branch neuron's step function == the SpikingJelly node itself run multi-step (spikes and the
+    membrane), for a whole sequence and split in two calls with the memories carried."""
+    from spikingjelly.activation_based import functional
+
+    config = SpikeGPTConfig(vocab_size=8, hidden_size=6, num_hidden_layers=1, neuron=neuron)
+    branch = BranchNeuron(config)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(3, 10, 6, generator=g) * 2).to(dtype)  # [B, T, d]
+    spikes, memories = branch(x, None)
+    functional.reset_net(branch.node)
+    reference = branch.node(x.transpose(0, 1).float() if neuron == "lif" else x.transpose(0, 1)).transpose(
+        0, 1
+    )
+    assert torch.equal(spikes.float(), reference.float())
+    assert torch.equal(memories["v"].float(), branch.node.v.float())
+    functional.reset_net(branch.node)
+    first, state = branch(x[:, :4], None)
+    rest, state = branch(x[:, 4:], state)
+    assert torch.equal(torch.cat([first, rest], 1), spikes)
+    assert torch.equal(state["v"], memories["v"])
+    assert spikes.dtype == dtype and spikes.abs().sum() > 0
+
+
 def test_cache_under_both_names() -> None:
     model = tiny("eiif")
     tokens = ids(1, 6)

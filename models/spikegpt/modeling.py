@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from spikingjelly.activation_based import functional, neuron, surrogate
+from spikingjelly.activation_based import functional as sj_functional
+from spikingjelly.activation_based import neuron, surrogate
 from torch import Tensor, nn
 
 from bt_neurons import EIIFNode, _checks
@@ -290,11 +291,16 @@ def _make_node(config: SpikeGPTConfig) -> nn.Module | None:
 class BranchNeuron(nn.Module):
     """The neuron on a block's output branch, stepping along the token axis: ``[B, T, d] -> [B, T, d]``.
 
-    Wraps a SpikingJelly multi-step node (``[T, B, d]``). Every call starts
-    from a reset node, loads the memories it is given (None: a new sequence),
-    runs, reads the memories back and resets the node again, so nothing leaks
-    from one call to the next: the state lives in the cache only. With
-    ``neuron="none"`` it is the identity and has no state.
+    ``node`` is the configured SpikingJelly multi-step node (``LIFNode`` or
+    bt's `EIIFNode`): it holds the neuron's parameters and is what a user
+    inspects. The forward runs the node's own step function on the sequence
+    ``[T, B, d]``, from the memories it is given (None: a new sequence), and
+    returns the memories after the last token: SpikingJelly's
+    ``functional.lif_multi_step`` for the LIF (what ``LIFNode`` runs), the
+    node's ``multi_step_functional_forward`` for EI_IF. The node's own
+    memories are never touched, so nothing leaks from one call to the next
+    (the state lives in the cache only) and a one-token decode step costs no
+    module bookkeeping. With ``neuron="none"`` it is the identity and has no state.
     """
 
     def __init__(self, config: SpikeGPTConfig, name: str = "neuron") -> None:
@@ -302,8 +308,32 @@ class BranchNeuron(nn.Module):
         self.node = _make_node(config)
         self.name = name
 
+    def _run(self, x_seq: Tensor, state: Mapping[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
+        node = self.node
+        dtype = _checks.compute_dtype(x_seq.dtype)
+        v = state.get("v") if state else None
+        if v is None or v.shape != x_seq.shape[1:]:
+            v = torch.zeros(x_seq.shape[1:], dtype=dtype, device=x_seq.device)
+        if isinstance(node, EIIFNode):
+            t = state.get("t") if state else None
+            t = torch.zeros((), dtype=torch.long, device=x_seq.device) if t is None else t
+            (spikes,), (v, t, *_) = node.multi_step_functional_forward((x_seq,), (v.to(dtype), t))
+            return spikes, {"v": v, "t": t}
+        spikes, v, _ = sj_functional.lif_multi_step(
+            x_seq,
+            v.to(torch.float32),
+            node.tau,
+            node.decay_input,
+            node.v_threshold,
+            node.v_reset,
+            node.surrogate_function,
+            node.detach_reset,
+            False,
+        )
+        return spikes, {"v": v}
+
     def forward(self, x: Tensor, state: Mapping[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
-        """``(spikes [B, T, d], the node's memories after the last token)``.
+        """``(spikes [B, T, d], the neuron's memories after the last token)``.
 
         Inside `bt_neurons.track_spikes`, records under ``name`` its spikes and
         the additions that put the branch onto the residual stream: one per
@@ -314,16 +344,8 @@ class BranchNeuron(nn.Module):
             if tracking():
                 record(self.name, 0.0, x.numel(), 0.0)
             return x, {}
-        functional.reset_net(self.node)
-        try:
-            for name, value in (state or {}).items():
-                setattr(self.node, name, value)
-            spikes = self.node(x.transpose(0, 1)).transpose(0, 1)
-            # copies: reset_net restores a tensor memory in place (bt's step counter t), which would
-            # zero the very tensor handed back
-            memories = {k: v.clone() if isinstance(v, Tensor) else v for k, v in self.node.named_memories()}
-        finally:
-            functional.reset_net(self.node)
+        spikes, memories = self._run(x.transpose(0, 1), state)
+        spikes = spikes.transpose(0, 1).to(x.dtype)
         if tracking():
             events = torch.count_nonzero(spikes.detach())
             record(self.name, spikes.detach().abs().sum(), events, 0.0)
