@@ -8,7 +8,15 @@ from pathlib import Path
 
 from bt_neurons._commands import CommandError
 
-__all__ = ["_fraction", "_nonnegative", "_positive", "_positive_real", "_read_text", "_seed"]
+__all__ = [
+    "_fraction",
+    "_nonnegative",
+    "_positive",
+    "_positive_real",
+    "_read_text",
+    "_sampling_arguments",
+    "_seed",
+]
 
 
 def _at_least(minimum: int, what: str):
@@ -76,3 +84,13 @@ def _read_text(option: str, path: str | None) -> str | None:
     if not text.strip():
         raise CommandError(f"{option} {path!r} is empty: expected UTF-8 text")
     return text
+
+
+def _sampling_arguments(parser: argparse.ArgumentParser, temperature: float, top_p: float) -> None:
+    """``--sample``, ``--temperature``, ``--top-p`` and ``--seed``, with these defaults."""
+    parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument(
+        "--temperature", type=_positive_real, default=temperature, help="sampling temperature, with --sample"
+    )
+    parser.add_argument("--top-p", type=_fraction, default=top_p, help="nucleus sampling mass, with --sample")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed of the sampling, with --sample")

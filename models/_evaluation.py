@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bt_neurons import _checks
+from bt_neurons import _checks, track_spikes
+from bt_neurons.accounting import SpikeStats
 
-__all__ = ["perplexity", "windows"]
+__all__ = ["perplexity", "tracked_run", "windows"]
 
 
 def windows(input_ids: Tensor, window: int, max_windows: int | None = None) -> Tensor:
@@ -70,3 +71,20 @@ def perplexity(
         nll += loss.item()
         count += ids[:, 1:].numel()
     return math.exp(nll / count)
+
+
+@torch.no_grad()
+def tracked_run(model: nn.Module, input_ids: Tensor) -> tuple[SpikeStats, Tensor]:
+    """Run ``model`` once on ``input_ids`` ``[B, L]`` or ``[L]`` inside `bt_neurons.track_spikes`.
+
+    Returns ``(stats, ids)``: the totals of the run and the ids as ``[B, L]``.
+    """
+    _checks.check_tensor("input_ids", input_ids)
+    if input_ids.dim() not in (1, 2) or input_ids.numel() == 0:
+        raise ValueError(
+            f"input_ids must be token ids [B, L] or [L], not empty, got {tuple(input_ids.shape)}"
+        )
+    ids = input_ids if input_ids.dim() == 2 else input_ids.unsqueeze(0)
+    with track_spikes() as stats:
+        model(input_ids=ids, use_cache=False)
+    return stats, ids

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bt_neurons._commands import EXIT_FAILED, CommandError, HelpFormatter, one_line, run_command
 
-from .._cli import _fraction, _nonnegative, _positive, _positive_real, _read_text, _seed
+from .._cli import _nonnegative, _positive, _positive_real, _read_text, _sampling_arguments, _seed
 
 __all__ = ["chat_main", "convert_main"]
 
@@ -245,12 +245,7 @@ def chat_parser() -> argparse.ArgumentParser:
         help="generate once for this prompt (default: a conversation, read line by line from stdin)",
     )
     p.add_argument("--max-new-tokens", type=_positive, default=64, help="at most this many tokens per answer")
-    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument(
-        "--temperature", type=_positive_real, default=0.7, help="sampling temperature, with --sample"
-    )
-    p.add_argument("--top-p", type=_fraction, default=0.9, help="nucleus sampling mass, with --sample")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed of the sampling, with --sample")
+    _sampling_arguments(p, temperature=0.7, top_p=0.9)
     p.add_argument(
         "--timesteps", "-T", type=_positive, help="override the model's T (default: the model's T)"
     )

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from bt_neurons import _checks, track_spikes
+from bt_neurons import _checks
 
-from .._evaluation import perplexity, windows
+from .._evaluation import perplexity, tracked_run, windows
 
 __all__ = ["EnergyReport", "ann_macs_per_token", "energy_per_token", "perplexity", "windows"]
 
@@ -76,14 +76,7 @@ def energy_per_token(model: nn.Module, input_ids: Tensor) -> EnergyReport:
     float mode are counted from ``ann_macs_per_token`` minus the MACs that
     spiking operators replaced.
     """
-    _checks.check_tensor("input_ids", input_ids)
-    if input_ids.dim() not in (1, 2) or input_ids.numel() == 0:
-        raise ValueError(
-            f"input_ids must be token ids [B, L] or [L], not empty, got {tuple(input_ids.shape)}"
-        )
-    ids = input_ids if input_ids.dim() == 2 else input_ids.unsqueeze(0)
-    with track_spikes() as stats:
-        model(input_ids=ids, use_cache=False)
+    stats, ids = tracked_run(model, input_ids)
     tokens = ids.numel()
     context = ids.shape[1]  # dense attention, as the spiking products count it
     ann = ann_macs_per_token(model.config, context)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bt_neurons._commands import CommandError, HelpFormatter, one_line, run_command
 
-from .._cli import _fraction, _positive, _positive_real, _read_text, _seed
+from .._cli import _positive, _positive_real, _read_text, _sampling_arguments, _seed
 
 __all__ = ["main", "parser"]
 
@@ -89,12 +89,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="folder written by bt-spikegpt train")
     s.add_argument("--prompt", "-p", default="\n", help="text to continue (default: a new line)")
     s.add_argument("--max-new-tokens", type=_positive, default=200, help="tokens to generate")
-    s.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    s.add_argument(
-        "--temperature", type=_positive_real, default=0.8, help="sampling temperature, with --sample"
-    )
-    s.add_argument("--top-p", type=_fraction, default=0.95, help="nucleus sampling mass, with --sample")
-    s.add_argument("--seed", type=_seed, default=0, help="random seed of the sampling, with --sample")
+    _sampling_arguments(s, temperature=0.8, top_p=0.95)
     return p
 
 

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from bt_neurons import _checks, track_spikes
 from bt_neurons.accounting import ADD_PJ, MAC_PJ
 
-from .._evaluation import perplexity
+from .._evaluation import perplexity, tracked_run
 from .modeling import SpikeGPTForCausalLM
 
 __all__ = ["LayerCost", "SpikeGPTCost", "bits_per_token", "cost_per_token"]
@@ -93,14 +92,7 @@ def cost_per_token(model: SpikeGPTForCausalLM, input_ids: Tensor) -> SpikeGPTCos
     """
     if not isinstance(model, SpikeGPTForCausalLM):
         raise TypeError(f"model must be a SpikeGPTForCausalLM, got {type(model).__name__}")
-    _checks.check_tensor("input_ids", input_ids)
-    if input_ids.dim() not in (1, 2) or input_ids.numel() == 0:
-        raise ValueError(
-            f"input_ids must be token ids [B, L] or [L], not empty, got {tuple(input_ids.shape)}"
-        )
-    ids = input_ids if input_ids.dim() == 2 else input_ids.unsqueeze(0)
-    with track_spikes() as stats:
-        model(input_ids=ids, use_cache=False)
+    stats, ids = tracked_run(model, input_ids)
     tokens = ids.numel()
     width = model.config.hidden_size
     by_layer = {}
