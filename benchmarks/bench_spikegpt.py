@@ -21,7 +21,7 @@ Phases (run ``train`` first, then ``report``):
   the long contexts is the trained one with its position table extended by fresh rows); spikes,
   additions, MACs and energy per token (`cost_per_token`, 0.9 / 4.6 pJ); greedy and sampled
   continuations of "ROMEO:". Writes the section ``spikegpt`` of RESULTS.md and the plot
-  ``docs/figures/spikegpt-decode-vs-context.png``.
+  ``docs/img/spikegpt-decode-vs-context.png``.
 """
 
 from __future__ import annotations
@@ -328,7 +328,7 @@ def report(workdir: Path, results: Path | None, per_play: int, rounds: int, argv
     ax.set_title("Decode speed against context: SpikeGPT's state is O(1)")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    figure = ROOT / "docs" / "figures" / "spikegpt-decode-vs-context.png"
+    figure = ROOT / "docs" / "img" / "spikegpt-decode-vs-context.png"
     fig.tight_layout()
     fig.savefig(figure, dpi=110)
 
@@ -380,7 +380,7 @@ def report(workdir: Path, results: Path | None, per_play: int, rounds: int, argv
         )
     lines += [
         "",
-        "![decode tokens/s against context](../docs/figures/spikegpt-decode-vs-context.png)",
+        "![decode tokens/s against context](../docs/img/spikegpt-decode-vs-context.png)",
         "",
         "Spikes and energy: one pass over 8 windows of 128 characters of Hamlet. The mixers and the head read "
         "layer-normalised real-valued inputs in SpikeGPT as in its twin, so both pay them as MACs (4.6 pJ); "
