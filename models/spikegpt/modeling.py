@@ -118,12 +118,15 @@ def _record_linears(name: str, tokens: int, *linears: nn.Linear) -> None:
 
 def _token_shift(y: Tensor, last: Tensor | None) -> Tensor:
     """``xx [B, T, C]``: ``y`` moved one token later, ``last`` (or zeros) in front."""
+    if last is not None and y.shape[1] == 1:  # one decode step: the previous token's input itself
+        return last.to(y.dtype).unsqueeze(1)
     first = torch.zeros_like(y[:, :1]) if last is None else last.to(y.dtype).unsqueeze(1)
     return torch.cat([first, y[:, :-1]], dim=1)
 
 
 def _mix(y: Tensor, xx: Tensor, mu: Tensor) -> Tensor:
-    return y * mu + xx * (1 - mu)
+    """``mu * y + (1 - mu) * xx`` in one pass (``torch.lerp``)."""
+    return torch.lerp(xx, y, mu.to(y.dtype))
 
 
 def _ratios(layer_id: int, num_layers: int) -> tuple[float, float]:

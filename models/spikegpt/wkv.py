@@ -73,10 +73,7 @@ def wkv_step(k_t: Tensor, v_t: Tensor, w: Tensor, u: Tensor, state: WKVState) ->
         state: `WKVState` of the tokens before ``t`` (`wkv_initial_state` for the first).
     """
     cdt = state.aa.dtype
-    k = k_t.to(cdt)
-    v = v_t.to(cdt)
-    w = w.to(cdt)
-    u = u.to(cdt)
+    k, v, w, u = (x if x.dtype == cdt else x.to(cdt) for x in (k_t, v_t, w, u))
     aa, bb, pp = state
     ww = u + k
     q = torch.maximum(pp, ww)
@@ -87,7 +84,7 @@ def wkv_step(k_t: Tensor, v_t: Tensor, w: Tensor, u: Tensor, state: WKVState) ->
     q = torch.maximum(ww, k)
     e1 = torch.exp(ww - q)
     e2 = torch.exp(k - q)
-    return out.to(k_t.dtype), WKVState(e1 * aa + e2 * v, e1 * bb + e2, q)
+    return (out if out.dtype == k_t.dtype else out.to(k_t.dtype)), WKVState(e1 * aa + e2 * v, e1 * bb + e2, q)
 
 
 def _check_sequence(k: Tensor, v: Tensor, w: Tensor, u: Tensor) -> None:
@@ -107,6 +104,9 @@ def _forward_loop(
     k: Tensor, v: Tensor, w: Tensor, u: Tensor, state: WKVState, keep: bool
 ) -> tuple[Tensor, WKVState, list[WKVState]]:
     """`wkv_step` over the token axis; ``keep``: also return the state before every token."""
+    if k.shape[1] == 1 and not keep:  # one decode step
+        out, state = wkv_step(k[:, 0], v[:, 0], w, u, state)
+        return out.unsqueeze(1), state, []
     outputs, states = [], []
     for t in range(k.shape[1]):
         if keep:
