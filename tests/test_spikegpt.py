@@ -741,6 +741,26 @@ def test_cost_per_token_counts_what_ran(neuron: str) -> None:
     assert "MACs per token" in cost.summary()
 
 
+def test_spikingjelly_op_counter_agrees_no_spike_enters_a_matrix_product() -> None:
+    """SpikingJelly's op counter (with bt's signed-spike rules) finds no synaptic operation in SpikeGPT,
+    however much it fires: every linear layer reads a layer-normalised real input, which is why
+    `cost_per_token` charges them as MACs."""
+    from bt_neurons import count_synops
+
+    torch.manual_seed(0)
+    model = SpikeGPTForCausalLM(
+        SpikeGPTConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, neuron="eiif")
+    ).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.mul_(20)
+    tokens = torch.randint(0, 40, (2, 12))
+    assert cost_per_token(model, tokens).spikes > 0
+    counter = count_synops(model, {"input_ids": tokens, "use_cache": False})
+    assert counter.get_total() == 0
+
+
 def test_cost_and_bits_bad_inputs() -> None:
     model = SpikeGPTForCausalLM(SpikeGPTConfig(vocab_size=8, hidden_size=4, num_hidden_layers=1))
     with pytest.raises(TypeError, match="model must be a SpikeGPTForCausalLM"):
