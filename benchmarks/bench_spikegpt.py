@@ -260,7 +260,6 @@ def report(workdir: Path, results: Path | None, per_play: int, rounds: int, argv
     import matplotlib.pyplot as plt
     import torch
     from bt_neurons.models.spikegpt import bits_per_token, cost_per_token
-    from results_file import report as write_report
 
     start = time.perf_counter()
     torch.set_num_threads(2)
@@ -421,9 +420,23 @@ def report(workdir: Path, results: Path | None, per_play: int, rounds: int, argv
             default=str,
         )
     )
+    _write(
+        ("spikegpt", "SpikeGPT on Shakespeare: LIF, EI_IF, the ANN twin and GPT-2"),
+        lines,
+        argv,
+        start,
+        results,
+    )
+
+
+def _write(
+    section: tuple[str, str], lines: list[str], argv: list[str], start: float, results: Path | None
+) -> None:
+    """Print ``lines`` with the footer and write them as section ``(name, title)`` of RESULTS.md."""
+    from results_file import report as write_report
+
     write_report(
-        "spikegpt",
-        "SpikeGPT on Shakespeare: LIF, EI_IF, the ANN twin and GPT-2",
+        *section,
         lines,
         script="benchmarks/bench_spikegpt.py",
         argv=argv,
@@ -438,7 +451,6 @@ def budget(workdir: Path, base: Path, results: Path | None, per_play: int, argv:
     """Held-out BPC of the contenders trained in ``workdir`` (a larger budget) beside those of ``base``."""
     import torch
     from bt_neurons.models.spikegpt import bits_per_token
-    from results_file import report as write_report
 
     start = time.perf_counter()
     torch.set_num_threads(2)
@@ -469,17 +481,7 @@ def budget(workdir: Path, base: Path, results: Path | None, per_play: int, argv:
         *rows,
         "",
     ]
-    write_report(
-        "spikegpt-budget",
-        "SpikeGPT on Shakespeare: a larger budget",
-        lines,
-        script="benchmarks/bench_spikegpt.py",
-        argv=argv,
-        start=start,
-        threads=2,
-        results=results,
-        packages=("bt-neurons", "transformers", "spikingjelly"),
-    )
+    _write(("spikegpt-budget", "SpikeGPT on Shakespeare: a larger budget"), lines, argv, start, results)
 
 
 def main(argv: list[str] | None = None) -> None:
