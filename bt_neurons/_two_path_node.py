@@ -15,8 +15,9 @@ __all__ = ["TwoPathNode"]
 class TwoPathNode(neuron.BaseNode):
     """A ``BaseNode`` with a spike path and a count path.
 
-    Subclasses implement ``single_step_functional_forward`` /
-    ``multi_step_functional_forward`` (the spike path), ``_count(x, T)`` (the
+    Subclasses implement ``step(x, v, t)`` (one spike-path step, which
+    ``single_step_functional_forward`` calls) and ``multi_step_functional_forward``
+    (the spike path over a sequence), ``_count(x, T)`` (the
     count path) and ``_check_parameters()``; they call `_register_step_memory`
     (the memory ``t``: steps since reset, a 0-d int64 tensor) and set ``T``,
     ``path`` and ``check_finite``. This base validates inputs, keeps the
@@ -75,6 +76,13 @@ class TwoPathNode(neuron.BaseNode):
             v = v.to(dtype)
             t = torch.as_tensor(t, dtype=torch.long, device=x.device)
         return (v, t, *states[2:])
+
+    def single_step_functional_forward(self, inputs, states, **kwargs):
+        """One spike-path step through the subclass's ``step(x, v, t)``; the step counter advances by one."""
+        x = inputs[0]
+        v, t = states[0], states[1]
+        out, v = self.step(x, v, t)
+        return (out.to(x.dtype),), (v, t + 1, *states[2:])
 
     def single_step_forward(self, x: Tensor, *args, **kwargs):
         if self.path == "count":

@@ -203,12 +203,6 @@ class CustomNeuronNode(TwoPathNode):
             _checks.check_nonnegative("decay", self.decay)
 
     # ------------------------------------------------------------ spike path
-    def single_step_functional_forward(self, inputs, states, **kwargs):
-        x = inputs[0]
-        v, t = states[0], states[1]
-        out, v = self.step(x, v, t)
-        return (out.to(x.dtype),), (v, t + 1, *states[2:])
-
     def step(
         self, x: Tensor, v: Tensor, t: int | Tensor, *, zero_reset: bool = False
     ) -> tuple[Tensor, Tensor]:

@@ -148,12 +148,6 @@ class EIIFNode(TwoPathNode):
             _checks.check_unit_interval("r", self.r)
 
     # -------------------------------------------------------------- spike path
-    def single_step_functional_forward(self, inputs, states, **kwargs):
-        x = inputs[0]
-        v, t = states[0], states[1]
-        spike, v = self.step(x, v, t)
-        return (spike.to(x.dtype),), (v, t + 1, *states[2:])
-
     def step(
         self, x: Tensor, v: Tensor, t: int | Tensor, *, zero_reset: bool = False
     ) -> tuple[Tensor, Tensor]:
