@@ -22,10 +22,13 @@ from .eiif_encoder import EIIFEncoder
 from .eiif_node import EIIFNode
 from .quantizer import Quantizer
 from .snn_matmul import SNNMatmul
+from .snn_matmul_node import SNNMatmulNode
 from .snn_multiply import SNNMultiply
+from .snn_multiply_node import SNNMultiplyNode
 from .snn_rmsnorm import SNNRMSNorm
 from .snn_softmax import SNNSoftmax
 from .synapsis import QSynapsis, Synapsis
+from .synapsis_node import SynapsisNode
 from .synop_counter import SignedSynOpCounter, count_synops
 
 teach_spikingjelly_export()  # SpikingJelly's export_to_nir maps bt's nodes exactly (when nir is installed)
@@ -46,12 +49,15 @@ __all__ = [
     "QSynapsis",
     "Quantizer",
     "SNNMatmul",
+    "SNNMatmulNode",
     "SNNMultiply",
+    "SNNMultiplyNode",
     "SNNRMSNorm",
     "SNNSoftmax",
     "SignedSynOpCounter",
     "SpikeStats",
     "Synapsis",
+    "SynapsisNode",
     "__version__",
     "count_synops",
     "track_spikes",

@@ -44,7 +44,7 @@ from .accounting import record, tracking
 from .functional.eiif import eiif_spikes_from_counts
 from .quantizer import Quantizer
 
-__all__ = ["SNNMatmul", "telescoping_product"]
+__all__ = ["SNNMatmul", "telescoping_product", "telescoping_step"]
 
 
 def telescoping_product(
@@ -60,10 +60,24 @@ def telescoping_product(
     cy = torch.zeros_like(sy[0])
     acc = torch.zeros_like(op(sx[0], sy[0]))
     for t in range(sx.shape[0]):
-        acc = acc + op(sx[t], cy) + op(cx, sy[t]) + op(sx[t], sy[t])
-        cx = cx + sx[t]
-        cy = cy + sy[t]
+        acc, cx, cy = telescoping_step(acc, cx, cy, sx[t], sy[t], op)
     return acc
+
+
+def telescoping_step(
+    acc: Tensor,
+    cx: Tensor,
+    cy: Tensor,
+    sx_t: Tensor,
+    sy_t: Tensor,
+    op: Callable[[Tensor, Tensor], Tensor] = torch.matmul,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""One step of `telescoping_product`: $A \mathrel{+}= S_X C_Y + C_X S_Y + S_X S_Y$, then the counts.
+
+    Returns:
+        ``(acc, cx + sx_t, cy + sy_t)``.
+    """
+    return acc + op(sx_t, cy) + op(cx, sy_t) + op(sx_t, sy_t), cx + sx_t, cy + sy_t
 
 
 class SNNMatmul(nn.Module):
