@@ -162,9 +162,9 @@ class SpikeProductNode(SpikeTrainNode):
             x, y = inputs
             nx, ny = float(x.abs().sum()), float(y.abs().sum())
             fan_x, fan_y, _ = self._fan_out(x, y)
-            spikes, additions = nx + ny, nx * fan_x + ny * fan_y
+            additions = nx * fan_x + ny * fan_y  # the input spikes themselves are the firing layers'
         if out_spikes is not None:
-            spikes += float(out_spikes.abs().sum())
+            spikes = float(out_spikes.abs().sum())
         record(type(self).__name__, spikes, additions, self._window_macs if window_done else 0)
 
 

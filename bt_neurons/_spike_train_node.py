@@ -229,9 +229,10 @@ class SpikeTrainNode(base.MemoryModule):
         raise NotImplementedError
 
     def _record(self, inputs, out_spikes: Tensor | None, window_done: bool) -> None:  # pragma: no cover
-        """Report to ``track_spikes``: the input spikes of one step (``inputs``, or None) and the additions
-        they trigger, the spikes fired (``out_spikes``, or None), and once per window (``window_done``)
-        the bias additions and the multiply-accumulates of the ANN twin."""
+        """Report to ``track_spikes``: the additions that one step's input spikes trigger (``inputs``, or
+        None; the spikes themselves are counted by the layer that fired them), the spikes this node's
+        postsynaptic neurons fire (``out_spikes``, or None), and once per window (``window_done``) the
+        bias additions and the multiply-accumulates of the ANN twin."""
         raise NotImplementedError
 
     def _track(self, inputs, out_spikes: Tensor | None, window_done: bool) -> None:

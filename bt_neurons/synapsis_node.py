@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from . import _checks
 from ._spike_train_node import ScaleSource, SpikeTrainNode, check_spikes
-from .accounting import record
+from .accounting import record, tracking
 from .quantizer import Quantizer
 from .synapsis import Synapsis, accumulate_spikes
 
@@ -212,7 +212,13 @@ class SynapsisNode(SpikeTrainNode):
         return current
 
     def _activate(self, y: Tensor) -> Tensor:
-        return y if self.activation is None else self.activation(y)
+        if self.activation is None:
+            return y
+        z = self.activation(y)
+        if tracking() and hasattr(self.activation, "spikes_per_input"):  # a bt approximator's neurons
+            with torch.no_grad():
+                record("SynapsisNode", self.activation.spikes_per_input(y.detach()).sum(), y.numel(), 0)
+        return z
 
     def _record(self, inputs, out_spikes, window_done):
         n_in, n_out = self.layer.in_features, self.layer.out_features
@@ -225,4 +231,4 @@ class SynapsisNode(SpikeTrainNode):
             macs = tokens * n_in * n_out
             if self.layer.bias is not None:
                 additions += tokens * n_out
-        record("SynapsisNode", pre + post, additions, macs)
+        record("SynapsisNode", post, additions, macs)  # the input spikes are the firing layer's
