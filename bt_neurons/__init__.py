@@ -27,6 +27,7 @@ from .snn_multiply import SNNMultiply
 from .snn_multiply_node import SNNMultiplyNode
 from .snn_rmsnorm import SNNRMSNorm
 from .snn_softmax import SNNSoftmax
+from .spike_train_operator import SpikeTrainOperator
 from .synapsis import QSynapsis, Synapsis
 from .synapsis_node import SynapsisNode
 from .synop_counter import SignedSynOpCounter, count_synops
@@ -56,6 +57,7 @@ __all__ = [
     "SNNSoftmax",
     "SignedSynOpCounter",
     "SpikeStats",
+    "SpikeTrainOperator",
     "Synapsis",
     "SynapsisNode",
     "__version__",

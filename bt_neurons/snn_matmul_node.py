@@ -37,10 +37,10 @@ class SNNMatmulNode(SpikeProductNode):
         timesteps: ``T``, the steps of a window of input spikes. Default 15.
         transpose_y: $X Y^\\top$ (default) or $X Y$.
         groups: repeat ``y``'s heads (axis -3) this many times (grouped-query attention). Default 1.
-        x_scale, y_scale: what one spike of ``x`` / ``y`` stands for: a
-            number, a tensor broadcastable to one step (stored as a buffer), or
-            the layer that fired it (its ``output_scale``); the call's
-            ``x_scale=`` / ``y_scale=`` take precedence.
+        x_scale: what one spike of ``x`` stands for: a number, a tensor broadcastable
+            to one step (stored as a buffer), or the layer that fired it (its
+            ``output_scale``); the call's ``x_scale=`` takes precedence.
+        y_scale: the same for ``y``.
         post_timesteps: steps of the postsynaptic neurons (default ``T``).
         post: postsynaptic neurons encode the product (default); ``False``
             returns every step's current, $(s_X s_Y) \\odot \\Delta A(t)$.

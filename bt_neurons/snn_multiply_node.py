@@ -29,9 +29,10 @@ class SNNMultiplyNode(SpikeProductNode):
 
     Args:
         timesteps: ``T``, the steps of a window of input spikes. Default 15.
-        x_scale, y_scale: what one spike of ``x`` / ``y`` stands for (a number,
-            a tensor broadcastable to one step, or the layer that fired it); the
-            call's ``x_scale=`` / ``y_scale=`` take precedence.
+        x_scale: what one spike of ``x`` stands for: a number, a tensor broadcastable
+            to one step (stored as a buffer), or the layer that fired it (its
+            ``output_scale``); the call's ``x_scale=`` takes precedence.
+        y_scale: the same for ``y``.
         post_timesteps: steps of the postsynaptic neurons (default ``T``).
         post: postsynaptic neurons encode the product (default); ``False``
             returns every step's current.

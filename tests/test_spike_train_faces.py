@@ -23,6 +23,7 @@ from bt_neurons import (
     SNNMatmulNode,
     SNNMultiply,
     SNNMultiplyNode,
+    SpikeTrainOperator,
     Synapsis,
     SynapsisNode,
     track_spikes,
@@ -392,3 +393,29 @@ def test_bad_product_inputs_are_refused_by_name():
         SNNMultiplyNode(T, x_scale=1.0, y_scale=1.0)(
             torch.zeros(T, 3), torch.zeros(T, 3, dtype=torch.float64)
         )
+
+
+# ------------------------------------------------------------ any operator
+@given(data=st.data(), T=st.integers(1, 12), which=st.sampled_from(["softmax", "rmsnorm", "silu"]))
+def test_spike_train_operator_is_the_float_operator_on_the_decoded_window(data, T, which):
+    from bt_neurons.approximators import SiLUApproximator, spiking_rmsnorm, spiking_softmax
+
+    op = {"softmax": spiking_softmax, "rmsnorm": lambda: spiking_rmsnorm(6), "silu": SiLUApproximator}[which]()
+    x = tensor(data.draw, 3, 6)
+    q = Quantizer(qmax=T)
+    s = q.scales(x)[0]
+    node = SpikeTrainOperator(op, T)
+    with torch.no_grad():
+        out = node(fire(x, s, T), scale=s)
+        assert torch.equal(out.sum(0) * node.output_scale, q(op(q(x))))
+        single = stepped(node, fire(x, s, T), steps=2 * T, scale=s)
+    assert torch.equal(single[T:], out) and not single[:T].any()
+
+
+def test_spike_train_operator_refuses_what_it_cannot_do():
+    with pytest.raises(TypeError, match="operator must be callable"):
+        SpikeTrainOperator("softmax", 3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'post'"):
+        SpikeTrainOperator(nn.Softmax(-1), 3, post=False)
+    with pytest.raises(ValueError, match="spikes must hold spikes"):
+        SpikeTrainOperator(nn.Softmax(-1), 3, scale=1.0)(torch.full((3, 2, 4), 0.5))

@@ -166,3 +166,18 @@ def test_from_synapsis_shares_the_layer_and_quantizers():
     face = bsnn.Synapsis.from_synapsis(syn)
     assert face.node.layer is syn.layer and face.node.post_quantizer is syn.post and face.node.path == "spike"
     assert face.node.step_mode == "s"
+
+
+def test_snntorch_spike_train_operator_is_the_spikingjelly_node():
+    from bt_neurons import SpikeTrainOperator
+    from bt_neurons.approximators import spiking_softmax
+
+    torch.manual_seed(2)
+    T = 5
+    x = torch.randn(2, 6)
+    s = Quantizer(qmax=T).scales(x)[0]
+    spikes = fire(x, s, T)
+    with torch.no_grad():
+        ours, _ = loop(bsnn.SpikeTrainOperator(spiking_softmax(), T), spikes, steps=2 * T, scale=s)
+        theirs = sj_steps(SpikeTrainOperator(spiking_softmax(), T), spikes, steps=2 * T, scale=s)
+    assert torch.equal(ours, theirs) and ours[T:].any()

@@ -1,7 +1,7 @@
-"""The snnTorch faces of the spike-train operators: Synapsis, SNNMatmul and SNNMultiply.
+"""The snnTorch faces of the spike-train operators: Synapsis, SNNMatmul, SNNMultiply, SpikeTrainOperator.
 
 Each wraps the SpikingJelly node of the same operator (`SynapsisNode`,
-`SNNMatmulNode`, `SNNMultiplyNode`) in single-step mode and speaks snnTorch's
+`SNNMatmulNode`, `SNNMultiplyNode`, `bt_neurons.SpikeTrainOperator`) in single-step mode and speaks snnTorch's
 convention, one step per call in the user's time loop::
 
     syn = bt_neurons.snntorch.Synapsis(nn.Linear(64, 32), T, scale=s)
@@ -26,6 +26,8 @@ the SpikingJelly node's.
 
 from __future__ import annotations
 
+from typing import Any
+
 from spikingjelly.activation_based import functional
 from torch import Tensor, nn
 
@@ -33,11 +35,12 @@ from .. import _checks
 from .._spike_train_node import SpikeTrainNode
 from ..snn_matmul_node import SNNMatmulNode
 from ..snn_multiply_node import SNNMultiplyNode
+from ..spike_train_operator import SpikeTrainOperator as SpikeTrainOperatorNode
 from ..synapsis import Synapsis as FloatSynapsis
 from ..synapsis_node import SynapsisNode
 from ._stateful import SnnTorchShell
 
-__all__ = ["Synapsis", "SNNMatmul", "SNNMultiply"]
+__all__ = ["Synapsis", "SNNMatmul", "SNNMultiply", "SpikeTrainOperator"]
 
 
 class _SpikeTrainShell(SnnTorchShell):
@@ -134,7 +137,7 @@ class Synapsis(_SpikeTrainShell):
         *,
         init_hidden: bool = False,
         output: bool = False,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         if "step_mode" in kwargs:
             raise TypeError("the snnTorch face steps one call at a time: it takes no step_mode")
@@ -183,7 +186,7 @@ class SNNMatmul(_ProductShell):
     """
 
     def __init__(
-        self, timesteps: int = 15, *, init_hidden: bool = False, output: bool = False, **kwargs
+        self, timesteps: int = 15, *, init_hidden: bool = False, output: bool = False, **kwargs: Any
     ) -> None:
         if "step_mode" in kwargs:
             raise TypeError("the snnTorch face steps one call at a time: it takes no step_mode")
@@ -205,10 +208,41 @@ class SNNMultiply(_ProductShell):
     """
 
     def __init__(
-        self, timesteps: int = 15, *, init_hidden: bool = False, output: bool = False, **kwargs
+        self, timesteps: int = 15, *, init_hidden: bool = False, output: bool = False, **kwargs: Any
     ) -> None:
         if "step_mode" in kwargs:
             raise TypeError("the snnTorch face steps one call at a time: it takes no step_mode")
         super().__init__(
             SNNMultiplyNode(timesteps, step_mode="s", **kwargs), init_hidden=init_hidden, output=output
         )
+
+
+class SpikeTrainOperator(_SpikeTrainShell):
+    """`bt_neurons.SpikeTrainOperator` for snnTorch: ``spk_out, mem = op(spk_in, mem)``, one step per call.
+
+    Args:
+        operator: the float-input operator applied to each decoded window
+            (``SNNSoftmax``, ``SNNRMSNorm``, an approximator, ...).
+        timesteps: ``T``, steps of a window. Default 15.
+        init_hidden: keep the state inside. Default False.
+        output: return ``(spk_out, mem)`` even with ``init_hidden=True``.
+        **kwargs: the options of `bt_neurons.SpikeTrainOperator` (``scale``,
+            ``post_timesteps``, ``post_quantizer``, ``surrogate_function``).
+    """
+
+    def __init__(
+        self,
+        operator: nn.Module,
+        timesteps: int = 15,
+        *,
+        init_hidden: bool = False,
+        output: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if "step_mode" in kwargs:
+            raise TypeError("the snnTorch face steps one call at a time: it takes no step_mode")
+        node = SpikeTrainOperatorNode(operator, timesteps, step_mode="s", **kwargs)
+        super().__init__(node, init_hidden=init_hidden, output=output)
+
+    def forward(self, input_: Tensor, mem: Tensor | None = None, *, scale: Tensor | float | None = None):
+        return self._advance((input_,), mem, {} if scale is None else {"scale": scale})
