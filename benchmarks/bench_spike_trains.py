@@ -13,7 +13,7 @@ image as spike trains: an ``EIIFNode`` (paper defaults) driven by ``x / s_in`` w
 
 Networks:
 
-* **MLP 64-64-10.** bt: ``SynapsisNode(Linear(64, 64), activation=SiLUApproximator())``
+* **MLP 64-64-10.** bt: ``SynapsisNode(Linear(64, 64), activation=frozen_silu())``
   (postsynaptic EI_IF neurons encode SiLU of the window's result) ->
   ``SynapsisNode(Linear(64, 10), post=False)``; logits: the sum of the readout's
   currents. Host SpikingJelly: ``layer.Linear(64, 64)`` -> ``IFNode`` ->
@@ -71,6 +71,11 @@ T = 8
 S_IN = 1.0 / T  # what one input spike stands for: pixels / 16 in [0, 1] fire up to T spikes
 
 
+def frozen_silu() -> SiLUApproximator:
+    """The shipped SiLU approximator, kept as fitted (trained along, its amplitudes drift from SiLU)."""
+    return SiLUApproximator().requires_grad_(False)
+
+
 def load_digits_split() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Digits, pixels / 16: the first 80% train, the last 20% test (as bench_ecosystem.py)."""
     from sklearn.datasets import load_digits
@@ -104,7 +109,7 @@ class Encoded(nn.Module):
 class BtMLP(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.hidden = SynapsisNode(nn.Linear(64, 64), T, scale=S_IN, activation=SiLUApproximator())
+        self.hidden = SynapsisNode(nn.Linear(64, 64), T, scale=S_IN, activation=frozen_silu())
         self.readout = SynapsisNode(nn.Linear(64, 10), T, scale=self.hidden, post=False)
 
     def forward(self, spikes: Tensor) -> Tensor:
@@ -170,7 +175,7 @@ class BtSnnTorchMLP(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.encoder = bsnn.EIIF()  # the paper's EI_IF neuron, snnTorch face
-        self.hidden = bsnn.Synapsis(nn.Linear(64, 64), T, scale=S_IN, activation=SiLUApproximator())
+        self.hidden = bsnn.Synapsis(nn.Linear(64, 64), T, scale=S_IN, activation=frozen_silu())
         self.readout = bsnn.Synapsis(nn.Linear(64, 10), T, scale=self.hidden, post=False)
 
     def forward(self, x: Tensor) -> Tensor:

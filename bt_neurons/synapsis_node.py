@@ -60,7 +60,9 @@ class SynapsisNode(SpikeTrainNode):
             (default: dynamic per token, $\\max|y| / T_{post}$); a calibrated
             static one gives a fixed ``output_scale``.
         activation: applied to ``y`` before the postsynaptic neurons encode it
-            (e.g. a bt approximator on its count path, ``SiLUApproximator()``). Default none.
+            (e.g. a bt approximator on its count path, ``SiLUApproximator()``; its
+            parameters train with the network unless frozen with
+            ``requires_grad_(False)``). Default none.
         path: ``"count"`` (default) or ``"spike"``.
         step_mode: ``"m"`` (default) or ``"s"``.
         surrogate_function: the postsynaptic neurons' surrogate (default ``surrogate.Sigmoid()``).

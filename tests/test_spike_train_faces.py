@@ -68,6 +68,7 @@ def test_synapsis_node_on_an_eiif_nodes_spikes_is_the_float_synapsis(
     data, n, n_in, n_out, T, T_post, path, bias, kind
 ):
     x = tensor(data.draw, n, 2, n_in * (2 if kind == "group" else 1))
+    torch.manual_seed(data.draw(st.integers(0, 2**16)))  # the weights
     fc = nn.Linear(x.shape[-1], n_out, bias=bias)
     pre = {
         "token": Quantizer(qmax=T),
@@ -419,3 +420,28 @@ def test_spike_train_operator_refuses_what_it_cannot_do():
         SpikeTrainOperator(nn.Softmax(-1), 3, post=False)
     with pytest.raises(ValueError, match="spikes must hold spikes"):
         SpikeTrainOperator(nn.Softmax(-1), 3, scale=1.0)(torch.full((3, 2, 4), 0.5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_faces_keep_the_dtype_and_equal_the_float_operators(dtype):
+    torch.manual_seed(9)
+    T = 6
+    x = torch.randn(3, 5, dtype=dtype)
+    q = Quantizer(qmax=T)
+    s = q.scales(x)[0]
+    spikes = fire(x, s, T)
+    assert spikes.dtype == dtype
+    if dtype == torch.float64:  # a Synapsis computes in its weight's dtype
+        fc = nn.Linear(5, 4).to(dtype)
+        node = SynapsisNode(fc, T)
+        with torch.no_grad():
+            out = node(spikes, scale=s)
+        assert out.dtype == dtype
+        assert torch.equal(out.sum(0) * node.output_scale, Synapsis(fc, T)(x))
+    y = torch.randn(3, 5, dtype=dtype)
+    sy = q.scales(y)[0]
+    mul = SNNMultiplyNode(T)
+    with torch.no_grad():
+        out = mul(spikes, fire(y, sy, T), x_scale=s, y_scale=sy)
+    assert out.dtype == dtype
+    assert torch.equal(out.sum(0) * mul.output_scale, q(SNNMultiply(T)(x, y)))
