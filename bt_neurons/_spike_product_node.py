@@ -44,16 +44,16 @@ class SpikeProductNode(SpikeTrainNode):
 
     def __init__(
         self,
-        timesteps: int,
+        timesteps: int = 15,
         *,
-        x_scale: ScaleSource,
-        y_scale: ScaleSource,
-        post_timesteps: int | None,
-        post: bool,
-        post_quantizer: Quantizer | None,
-        path: str,
-        step_mode: str,
-        surrogate_function: surrogate.SurrogateFunctionBase | None,
+        x_scale: ScaleSource = None,
+        y_scale: ScaleSource = None,
+        post_timesteps: int | None = None,
+        post: bool = True,
+        post_quantizer: Quantizer | None = None,
+        path: str = "count",
+        step_mode: str = "m",
+        surrogate_function: surrogate.SurrogateFunctionBase | None = None,
     ) -> None:
         super().__init__(
             timesteps,

@@ -34,7 +34,7 @@ float64.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +44,7 @@ from .accounting import record, tracking
 from .functional.eiif import eiif_spikes_from_counts
 from .quantizer import Quantizer
 
-__all__ = ["SNNMatmul", "telescoping_product", "telescoping_step"]
+__all__ = ["SNNMatmul", "check_product_shapes", "exact_dtype", "telescoping_product", "telescoping_step"]
 
 
 def telescoping_product(
@@ -80,6 +80,40 @@ def telescoping_step(
     return acc + op(sx_t, cy) + op(cx, sy_t) + op(sx_t, sy_t), cx + sx_t, cy + sy_t
 
 
+def check_product_shapes(
+    x_shape: Sequence[int], y_shape: Sequence[int], transpose_y: bool, groups: int, what: str = ""
+) -> None:
+    """``ValueError`` unless ``x @ y^T`` (or ``x @ y``) fits, ``y``'s heads (axis -3) repeated ``groups`` x.
+
+    ``what`` qualifies the operands in the messages (e.g. ``"one step of "``).
+    """
+    x_shape, y_shape = tuple(x_shape), tuple(y_shape)
+    if groups > 1 and len(y_shape) < 3:
+        raise ValueError(f"groups > 1 needs y with a heads axis at dim -3, got {what}y of shape {y_shape}")
+    heads = (y_shape[:-3] + (y_shape[-3] * groups,)) if groups > 1 else y_shape[:-2]
+    k_y = y_shape[-1] if transpose_y else y_shape[-2]
+    layout = "x @ y^T" if transpose_y else "x @ y"
+    if x_shape[-1] != k_y:
+        raise ValueError(
+            f"shapes do not match for {layout}: {what}x {x_shape}, {what}y {y_shape} "
+            f"(x's last axis {x_shape[-1]} != {k_y})"
+        )
+    _checks.check_broadcastable(
+        f"the leading (batch, head) axes of x and y for {layout} (y's heads repeated groups={groups} times)",
+        x=x_shape[:-2],
+        y=heads,
+    )
+
+
+def exact_dtype(k: int, T: int, dtype: torch.dtype) -> torch.dtype:
+    """The dtype in which products of counts in ``[-T, T]`` summed over ``k`` terms are exact integers.
+
+    ``dtype`` while ``k T^2 < 2**24`` (float32) and ``dtype`` is not a half type; float64 otherwise.
+    """
+    wide = k * T * T >= 2**24 or dtype in (torch.float16, torch.bfloat16)
+    return torch.float64 if wide else dtype
+
+
 class SNNMatmul(nn.Module):
     """Spiking matrix product; see the module docs.
 
@@ -111,24 +145,9 @@ class SNNMatmul(nn.Module):
         if x.dtype != y.dtype:
             raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
         groups = _checks.check_timesteps("groups", groups)
-        y_shape = tuple(y.shape)
+        check_product_shapes(x.shape, y.shape, self.transpose_y, groups)
         if groups > 1:
-            if y.dim() < 3:
-                raise ValueError(f"groups > 1 needs y with a heads axis at dim -3, got y of shape {y_shape}")
             y = y.repeat_interleave(groups, dim=-3)
-        k_y = y.shape[-1] if self.transpose_y else y.shape[-2]
-        layout = "x @ y^T" if self.transpose_y else "x @ y"
-        if x.shape[-1] != k_y:
-            raise ValueError(
-                f"shapes do not match for {layout}: x {tuple(x.shape)}, y {y_shape} "
-                f"(x's last axis {x.shape[-1]} != {k_y})"
-            )
-        _checks.check_broadcastable(
-            f"the leading (batch, head) axes of x and y for {layout} "
-            f"(y's heads repeated groups={groups} times)",
-            x=x.shape[:-2],
-            y=y.shape[:-2],
-        )
         cy, sy, _ = self.quantizer.quantize(y)  # per row of y
         if self.transpose_y:
             cx, sx, _ = self.quantizer.quantize(x)
@@ -139,8 +158,7 @@ class SNNMatmul(nn.Module):
             cy_mat = cy
             out_scale = sx
         k = x.shape[-1]
-        wide = k * self.T * self.T >= 2**24 or x.dtype in (torch.float16, torch.bfloat16)
-        dt = torch.float64 if wide else x.dtype
+        dt = exact_dtype(k, self.T, x.dtype)
         if self.path == "count":
             prod = cx.to(dt) @ cy_mat.to(dt)
         else:

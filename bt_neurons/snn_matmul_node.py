@@ -26,6 +26,7 @@ from . import _checks
 from ._spike_product_node import SpikeProductNode
 from ._spike_train_node import ScaleSource
 from .quantizer import Quantizer
+from .snn_matmul import check_product_shapes, exact_dtype
 
 __all__ = ["SNNMatmulNode"]
 
@@ -115,30 +116,12 @@ class SNNMatmulNode(SpikeProductNode):
         return rows_x and cols_y
 
     def _dtype(self, x: Tensor) -> torch.dtype:
-        wide = x.shape[-1] * self.T * self.T >= 2**24 or x.dtype in (torch.float16, torch.bfloat16)
-        return torch.float64 if wide else x.dtype  # as SNNMatmul: integer products exact
+        return exact_dtype(x.shape[-1], self.T, x.dtype)  # as SNNMatmul: integer products exact
 
     def _check_pair(self, x: Tensor, y: Tensor) -> None:
         for name, t in (("x", x), ("y", y)):
             _checks.check_rank(name, t, 2, "[..., rows, cols] per step")
-        if self.groups > 1 and y.dim() < 3:
-            raise ValueError(
-                f"groups > 1 needs y with a heads axis at dim -3, got one step of shape {tuple(y.shape)}"
-            )
-        k_y = y.shape[-1] if self.transpose_y else y.shape[-2]
-        layout = "x @ y^T" if self.transpose_y else "x @ y"
-        if x.shape[-1] != k_y:
-            raise ValueError(
-                f"shapes do not match for {layout}: one step of x {tuple(x.shape)}, of y {tuple(y.shape)} "
-                f"(x's last axis {x.shape[-1]} != {k_y})"
-            )
-        ready = self._ready_y(y)
-        _checks.check_broadcastable(
-            f"the leading (batch, head) axes of x and y for {layout} "
-            f"(y's heads repeated groups={self.groups} times)",
-            x=x.shape[:-2],
-            y=ready.shape[:-2],
-        )
+        check_product_shapes(x.shape, y.shape, self.transpose_y, self.groups, "one step of ")
 
     def _output_shape(self, inputs):
         x, y = inputs

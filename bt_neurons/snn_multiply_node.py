@@ -13,13 +13,10 @@ scales: `bt_neurons._spike_train_node`.
 from __future__ import annotations
 
 import torch
-from spikingjelly.activation_based import surrogate
 from torch import Tensor
 
 from . import _checks
 from ._spike_product_node import SpikeProductNode
-from ._spike_train_node import ScaleSource
-from .quantizer import Quantizer
 
 __all__ = ["SNNMultiplyNode"]
 
@@ -46,31 +43,6 @@ class SNNMultiplyNode(SpikeProductNode):
     """
 
     _op = staticmethod(torch.mul)
-
-    def __init__(
-        self,
-        timesteps: int = 15,
-        *,
-        x_scale: ScaleSource = None,
-        y_scale: ScaleSource = None,
-        post_timesteps: int | None = None,
-        post: bool = True,
-        post_quantizer: Quantizer | None = None,
-        path: str = "count",
-        step_mode: str = "m",
-        surrogate_function: surrogate.SurrogateFunctionBase | None = None,
-    ) -> None:
-        super().__init__(
-            timesteps,
-            x_scale=x_scale,
-            y_scale=y_scale,
-            post_timesteps=post_timesteps,
-            post=post,
-            post_quantizer=post_quantizer,
-            path=path,
-            step_mode=step_mode,
-            surrogate_function=surrogate_function,
-        )
 
     def extra_repr(self) -> str:
         return f"T={self.T}, T_post={self.T_post}, path={self.path!r}, step_mode={self.step_mode!r}"

@@ -43,6 +43,13 @@ from ._stateful import SnnTorchShell
 __all__ = ["Synapsis", "SNNMatmul", "SNNMultiply", "SpikeTrainOperator"]
 
 
+def _single_step(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The node's options for the snnTorch face: one step per call (``step_mode`` is not the user's)."""
+    if "step_mode" in kwargs:
+        raise TypeError("the snnTorch face steps one call at a time: it takes no step_mode")
+    return {**kwargs, "step_mode": "s"}
+
+
 class _SpikeTrainShell(SnnTorchShell):
     """An snnTorch neuron around a spike-train node stepped in single-step mode."""
 
@@ -139,10 +146,8 @@ class Synapsis(_SpikeTrainShell):
         output: bool = False,
         **kwargs: Any,
     ) -> None:
-        if "step_mode" in kwargs:
-            raise TypeError("the snnTorch face steps one call at a time: it takes no step_mode")
         super().__init__(
-            SynapsisNode(layer, timesteps, step_mode="s", **kwargs), init_hidden=init_hidden, output=output
+            SynapsisNode(layer, timesteps, **_single_step(kwargs)), init_hidden=init_hidden, output=output
         )
 
     @classmethod
@@ -151,7 +156,7 @@ class Synapsis(_SpikeTrainShell):
     ):
         """The snnTorch spike-train face of a float `bt_neurons.Synapsis` (its layer, T, quantizers, path)."""
         face = cls.__new__(cls)
-        node = SynapsisNode.from_synapsis(synapsis, step_mode="s", **kwargs)
+        node = SynapsisNode.from_synapsis(synapsis, **_single_step(kwargs))
         _SpikeTrainShell.__init__(face, node, init_hidden=init_hidden, output=output)
         return face
 
@@ -160,6 +165,14 @@ class Synapsis(_SpikeTrainShell):
 
 
 class _ProductShell(_SpikeTrainShell):
+    _node_class: type[SpikeTrainNode]
+
+    def __init__(
+        self, timesteps: int = 15, *, init_hidden: bool = False, output: bool = False, **kwargs: Any
+    ):
+        node = self._node_class(timesteps, **_single_step(kwargs))
+        super().__init__(node, init_hidden=init_hidden, output=output)
+
     def forward(
         self,
         x: Tensor,
@@ -185,14 +198,7 @@ class SNNMatmul(_ProductShell):
             ``post_quantizer``, ``path``, ``surrogate_function``).
     """
 
-    def __init__(
-        self, timesteps: int = 15, *, init_hidden: bool = False, output: bool = False, **kwargs: Any
-    ) -> None:
-        if "step_mode" in kwargs:
-            raise TypeError("the snnTorch face steps one call at a time: it takes no step_mode")
-        super().__init__(
-            SNNMatmulNode(timesteps, step_mode="s", **kwargs), init_hidden=init_hidden, output=output
-        )
+    _node_class = SNNMatmulNode
 
 
 class SNNMultiply(_ProductShell):
@@ -207,14 +213,7 @@ class SNNMultiply(_ProductShell):
             ``surrogate_function``).
     """
 
-    def __init__(
-        self, timesteps: int = 15, *, init_hidden: bool = False, output: bool = False, **kwargs: Any
-    ) -> None:
-        if "step_mode" in kwargs:
-            raise TypeError("the snnTorch face steps one call at a time: it takes no step_mode")
-        super().__init__(
-            SNNMultiplyNode(timesteps, step_mode="s", **kwargs), init_hidden=init_hidden, output=output
-        )
+    _node_class = SNNMultiplyNode
 
 
 class SpikeTrainOperator(_SpikeTrainShell):
@@ -239,9 +238,7 @@ class SpikeTrainOperator(_SpikeTrainShell):
         output: bool = False,
         **kwargs: Any,
     ) -> None:
-        if "step_mode" in kwargs:
-            raise TypeError("the snnTorch face steps one call at a time: it takes no step_mode")
-        node = SpikeTrainOperatorNode(operator, timesteps, step_mode="s", **kwargs)
+        node = SpikeTrainOperatorNode(operator, timesteps, **_single_step(kwargs))
         super().__init__(node, init_hidden=init_hidden, output=output)
 
     def forward(self, input_: Tensor, mem: Tensor | None = None, *, scale: Tensor | float | None = None):
