@@ -20,7 +20,8 @@ Networks:
   ``layer.Linear(64, 10)``; logits: the readout averaged over ``T``. snnTorch: the
   bt MLP with ``bt_neurons.snntorch.Synapsis`` stepped in a time loop (``2T`` steps:
   the hidden layer fires in the second window) vs ``nn.Linear`` -> ``snn.Leaky(beta=0.9)``
-  -> ``nn.Linear`` stepped ``T`` times.
+  -> ``nn.Linear`` stepped ``T`` times; the attention likewise (``4T`` steps, V's spikes
+  replayed one window late) vs the Spikformer form with ``snn.Leaky`` neurons.
 * **Attention** over the 8 rows of the image (tokens of 8 pixels and a one-hot row
   position). bt: ``SynapsisNode`` for Q, K, V (16 wide), ``SNNMatmulNode`` for
   $Q K^\\top$ and for (scores) $V$, without softmax (as Spikformer's spiking
@@ -170,7 +171,13 @@ class HostAttention(nn.Module):
 
 # --------------------------------------------------------------------- snnTorch
 class BtSnnTorchMLP(nn.Module):
-    """The bt MLP with snnTorch faces, stepped in a time loop: window 0 integrates, window 1 fires."""
+    """The bt MLP with snnTorch faces in a time loop of two windows.
+
+    Every layer is stepped in the windows it works in: it integrates one, fires in the next
+    (stepped on, it would fire its bias alone from a silent window). The encoder fires in
+    window 0, the hidden layer integrates it and fires in window 1, when the readout's
+    currents are the logits.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -186,12 +193,90 @@ class BtSnnTorchMLP(nn.Module):
         )
         logits = 0
         for step in range(2 * T):
-            spk_in, mem_in = self.encoder(x / S_IN if step < T else torch.zeros_like(x), mem_in)
+            spk_in = torch.zeros_like(x)
+            if step < T:
+                spk_in, mem_in = self.encoder(x / S_IN, mem_in)
             spk1, mem1 = self.hidden(spk_in, mem1)
-            current, mem2 = self.readout(spk1, mem2)
             if step >= T:  # the window in which the hidden layer fires
+                current, mem2 = self.readout(spk1, mem2)
                 logits = logits + current
         return logits
+
+
+class BtSnnTorchAttention(nn.Module):
+    """`BtAttention` with snnTorch faces in a time loop of four windows.
+
+    Window 0: Q, K, V integrate the image; 1: they fire and the scores integrate
+    Q K^T; 2: the scores fire and the mix integrates them with V's spikes of
+    window 1, replayed one window late (V is one product shallower); 3: the mix
+    fires and the readout's currents are the logits. Every layer is stepped in
+    its two windows only.
+    """
+
+    def __init__(self, dim: int = 16, gain: float = 0.02) -> None:
+        super().__init__()
+        self.encoder = bsnn.EIIF()
+        self.q, self.k, self.v = (bsnn.Synapsis(nn.Linear(16, dim), T, scale=S_IN) for _ in range(3))
+        self.scores = bsnn.SNNMatmul(T, x_scale=self.q, y_scale=self.k)
+        self.mix = bsnn.SNNMatmul(T, transpose_y=False, x_scale=self.scores)
+        self.readout = bsnn.Synapsis(nn.Linear(8 * dim, 10), T, post=False)
+        self.gain = gain
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        mods = (self.encoder, self.q, self.k, self.v, self.scores, self.mix, self.readout)
+        mem = [m.init_eiif() if m is self.encoder else m.init_synapsis() for m in mods]
+        silent = torch.zeros(*tokens.shape[:-1], self.q.node.layer.out_features)
+        v_late, logits = [], 0
+        for step in range(4 * T):
+            window = step // T  # each layer is stepped in the two windows it works in
+            if window < 2:
+                s0 = torch.zeros_like(tokens)
+                if window == 0:
+                    s0, mem[0] = self.encoder(tokens / S_IN, mem[0])
+                q, mem[1] = self.q(s0, mem[1])
+                k, mem[2] = self.k(s0, mem[2])
+                v, mem[3] = self.v(s0, mem[3])
+                if window == 1:  # V fires: keep its spikes and scale for the mix, one window later
+                    v_late.append(v)
+                    v_scale = self.v.output_scale
+            if 1 <= window <= 2:
+                scores, mem[4] = self.scores(
+                    q if window == 1 else silent, k if window == 1 else silent, mem[4]
+                )
+            if window >= 2:
+                v_now = v_late[step - 2 * T] if window == 2 else torch.zeros_like(v_late[0])
+                h, mem[5] = self.mix(
+                    scores if window == 2 else torch.zeros_like(scores), v_now, mem[5], y_scale=v_scale
+                )
+            if window == 3:
+                scale = self.mix.output_scale.expand(h.shape).flatten(1) * self.gain
+                current, mem[6] = self.readout(h.flatten(1), mem[6], scale=scale)
+                logits = logits + current
+        return logits
+
+
+class HostSnnTorchAttention(nn.Module):
+    """Spikformer-style spiking self-attention from ``nn.Linear`` and ``snn.Leaky``, stepped ``T`` times."""
+
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__()
+        self.encoder = bsnn.EIIF()
+        self.fq, self.fk, self.fv = nn.Linear(16, dim), nn.Linear(16, dim), nn.Linear(16, dim)
+        self.lq, self.lk, self.lv, self.la = (snn.Leaky(beta=0.9) for _ in range(4))
+        self.readout = nn.Linear(8 * dim, 10)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        mem0 = self.encoder.init_eiif()
+        mq, mk, mv, ma = (lif.init_leaky() for lif in (self.lq, self.lk, self.lv, self.la))
+        out = 0
+        for _ in range(T):
+            s, mem0 = self.encoder(tokens / S_IN, mem0)
+            q, mq = self.lq(self.fq(s), mq)
+            k, mk = self.lk(self.fk(s), mk)
+            v, mv = self.lv(self.fv(s), mv)
+            a, ma = self.la(q @ k.transpose(-1, -2) @ v * 0.125, ma)
+            out = out + self.readout(a.flatten(1))
+        return out / T
 
 
 class HostSnnTorchMLP(nn.Module):
@@ -233,6 +318,9 @@ def train(net: nn.Module, x: Tensor, y: Tensor, epochs: int, seed: int) -> float
     return statistics.median(times)
 
 
+BT_SNNTORCH_FACES = (bsnn.Synapsis, bsnn.SNNMatmul, bsnn.SNNMultiply, bsnn.SpikeTrainOperator)
+
+
 def spikes_of(net: nn.Module) -> Callable[[], float]:
     """Hooks that add up the spikes of every host neuron (and bt encoder) of ``net``; returns the reader."""
     total = [0.0]
@@ -243,7 +331,7 @@ def spikes_of(net: nn.Module) -> Callable[[], float]:
         total[0] += float(spk.abs().sum())
 
     for m in net.modules():
-        if isinstance(m, kinds) and not isinstance(m, bsnn.Synapsis):
+        if isinstance(m, kinds) and not isinstance(m, BT_SNNTORCH_FACES):  # those report to track_spikes
             m.register_forward_hook(hook)
     return lambda: total[0]
 
@@ -295,6 +383,12 @@ NETWORKS = {
         True,
     ),
     "snnTorch MLP": (BtSnnTorchMLP, HostSnnTorchMLP, "nn.Linear + snn.Leaky", False),
+    "snnTorch attention": (
+        BtSnnTorchAttention,
+        HostSnnTorchAttention,
+        "nn.Linear + snn.Leaky (Spikformer SSA)",
+        True,
+    ),
 }
 
 

@@ -401,7 +401,8 @@ def test_bad_product_inputs_are_refused_by_name():
 def test_spike_train_operator_is_the_float_operator_on_the_decoded_window(data, T, which):
     from bt_neurons.approximators import SiLUApproximator, spiking_rmsnorm, spiking_softmax
 
-    op = {"softmax": spiking_softmax, "rmsnorm": lambda: spiking_rmsnorm(6), "silu": SiLUApproximator}[which]()
+    makers = {"softmax": spiking_softmax, "rmsnorm": lambda: spiking_rmsnorm(6), "silu": SiLUApproximator}
+    op = makers[which]()
     x = tensor(data.draw, 3, 6)
     q = Quantizer(qmax=T)
     s = q.scales(x)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import snntorch as snn
 import torch
+from bt_neurons.approximators import spiking_softmax
 from hypothesis import given
 from hypothesis import strategies as st
 from snntorch import utils
@@ -12,7 +13,15 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 import bt_neurons.snntorch as bsnn
-from bt_neurons import EIIFNode, Quantizer, SNNMatmulNode, SNNMultiplyNode, Synapsis, SynapsisNode
+from bt_neurons import (
+    EIIFNode,
+    Quantizer,
+    SNNMatmulNode,
+    SNNMultiplyNode,
+    SpikeTrainOperator,
+    Synapsis,
+    SynapsisNode,
+)
 
 
 def fire(x: torch.Tensor, scale: torch.Tensor, T: int) -> torch.Tensor:
@@ -169,9 +178,6 @@ def test_from_synapsis_shares_the_layer_and_quantizers():
 
 
 def test_snntorch_spike_train_operator_is_the_spikingjelly_node():
-    from bt_neurons import SpikeTrainOperator
-    from bt_neurons.approximators import spiking_softmax
-
     torch.manual_seed(2)
     T = 5
     x = torch.randn(2, 6)
@@ -181,3 +187,50 @@ def test_snntorch_spike_train_operator_is_the_spikingjelly_node():
         ours, _ = loop(bsnn.SpikeTrainOperator(spiking_softmax(), T), spikes, steps=2 * T, scale=s)
         theirs = sj_steps(SpikeTrainOperator(spiking_softmax(), T), spikes, steps=2 * T, scale=s)
     assert torch.equal(ours, theirs) and ours[T:].any()
+
+
+def test_a_four_window_snntorch_attention_pipeline_is_the_multi_step_block():
+    """Q, K, V -> scores -> mix -> readout; each snnTorch layer stepped in its two windows, V replayed."""
+    torch.manual_seed(3)
+    T, dim = 4, 6
+    tokens = torch.rand(3, 5, 7)
+    lin = [nn.Linear(7, dim) for _ in range(3)] + [nn.Linear(5 * dim, 4)]
+    # the SpikingJelly block, multi-step
+    q, k, v = (SynapsisNode(fc, T, scale=0.25) for fc in lin[:3])
+    scores = SNNMatmulNode(T, x_scale=q, y_scale=k)
+    mix = SNNMatmulNode(T, transpose_y=False, x_scale=scores, y_scale=v)
+    readout = SynapsisNode(lin[3], T, post=False)
+    s = fire(tokens, torch.tensor(0.25), T)
+    with torch.no_grad():
+        h = mix(scores(q(s), k(s)), v(s))
+        expected = readout(h.flatten(2), scale=mix.output_scale.expand(h.shape[1:]).flatten(1)).sum(0)
+    # the same weights in snnTorch faces, one step per call
+    fq, fk, fv = (bsnn.Synapsis(fc, T, scale=0.25) for fc in lin[:3])
+    fscores = bsnn.SNNMatmul(T, x_scale=fq, y_scale=fk)
+    fmix = bsnn.SNNMatmul(T, transpose_y=False, x_scale=fscores)
+    freadout = bsnn.Synapsis(lin[3], T, post=False)
+    layers = (fq, fk, fv, fscores, fmix, freadout)
+    mem = [m.init_synapsis() for m in layers]
+    silent = torch.zeros(3, 5, dim)
+    v_late, logits = [], 0
+    with torch.no_grad():
+        for step in range(4 * T):
+            window = step // T
+            if window < 2:
+                s0 = s[step] if window == 0 else torch.zeros_like(s[0])
+                a, mem[0] = fq(s0, mem[0])
+                b, mem[1] = fk(s0, mem[1])
+                c, mem[2] = fv(s0, mem[2])
+                if window == 1:
+                    v_late.append(c)
+                    v_scale = fv.output_scale
+            if window in (1, 2):
+                sc, mem[3] = fscores(a if window == 1 else silent, b if window == 1 else silent, mem[3])
+            if window >= 2:
+                v_now = v_late[step - 2 * T] if window == 2 else silent
+                hh, mem[4] = fmix(sc if window == 2 else torch.zeros_like(sc), v_now, mem[4], y_scale=v_scale)
+            if window == 3:
+                scale = fmix.output_scale.expand(hh.shape).flatten(1)
+                cur, mem[5] = freadout(hh.flatten(1), mem[5], scale=scale)
+                logits = logits + cur
+    assert torch.allclose(logits, expected, atol=1e-6)
