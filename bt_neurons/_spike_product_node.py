@@ -25,7 +25,6 @@ import torch
 from spikingjelly.activation_based import surrogate
 from torch import Tensor
 
-from . import _checks
 from ._spike_train_node import ScaleSource, SpikeTrainNode, check_spikes
 from .accounting import record
 from .quantizer import Quantizer
@@ -96,12 +95,11 @@ class SpikeProductNode(SpikeTrainNode):
         x, y = inputs
         what = "[T, N, ...] (step_mode='m')" if multi else "[N, ...] (step_mode='s')"
         for name, t in (("x", x), ("y", y)):
-            check_spikes(name, t, 2 if multi else 1, what)
+            check_spikes(name, t, 2 if multi else 1, what, None if name == "x" else ("x", x))
             if multi and t.shape[0] != self.T:
                 raise ValueError(
                     f"{name} must have T={self.T} steps along its first axis (one window), got {t.shape[0]}"
                 )
-        _checks.check_same_device("y", y, "x", x)
         if x.dtype != y.dtype:
             raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
         self._check_pair(x[0] if multi else x, y[0] if multi else y)

@@ -50,10 +50,17 @@ __all__ = ["SpikeTrainNode", "check_spikes", "ScaleSource"]
 ScaleSource = float | Tensor | nn.Module | None
 
 
-def check_spikes(name: str, spikes: object, min_rank: int, what: str) -> Tensor:
-    """A floating tensor of rank ``>= min_rank`` whose values are -1, 0 or +1 (checked in eager mode)."""
+def check_spikes(
+    name: str, spikes: object, min_rank: int, what: str, device: tuple[str, Tensor] | None = None
+) -> Tensor:
+    """A floating tensor of rank ``>= min_rank`` whose values are -1, 0 or +1 (checked in eager mode).
+
+    ``device``: ``(what, tensor)`` whose device the spikes must be on (checked before the values).
+    """
     _checks.check_floating(name, spikes)
     _checks.check_rank(name, spikes, min_rank, what)
+    if device is not None:
+        _checks.check_same_device(name, spikes, *device)
     if not _checks.tracing() and bool(((spikes != 0) & (spikes.abs() != 1)).any()):
         bad = spikes[(spikes != 0) & (spikes.abs() != 1)].flatten()[0].item()
         raise ValueError(

@@ -158,7 +158,7 @@ class SynapsisNode(SpikeTrainNode):
         (spikes,) = inputs
         n_in = self.layer.in_features
         what = f"[T, N, ..., {n_in}] (step_mode='m')" if multi else f"[N, ..., {n_in}] (step_mode='s')"
-        check_spikes("spikes", spikes, 2 if multi else 1, what)
+        check_spikes("spikes", spikes, 2 if multi else 1, what, ("the layer's weight", self.layer.weight))
         if spikes.shape[-1] != n_in:
             raise ValueError(
                 f"spikes must have {n_in} features in their last axis (in_features), got {spikes.shape[-1]}"
@@ -167,7 +167,6 @@ class SynapsisNode(SpikeTrainNode):
             raise ValueError(
                 f"spikes must have T={self.T} steps along their first axis (a window), got {spikes.shape[0]}"
             )
-        _checks.check_same_device("spikes", spikes, "the layer's weight", self.layer.weight)
 
     def _output_shape(self, inputs: tuple[Tensor, ...]) -> tuple[int, ...]:
         return (*inputs[0].shape[:-1], self.layer.out_features)

@@ -42,13 +42,18 @@ from bt_neurons import (
     QSynapsis,
     Quantizer,
     SNNMatmul,
+    SNNMatmulNode,
     SNNMultiply,
+    SNNMultiplyNode,
     SNNRMSNorm,
     SNNSoftmax,
+    SpikeTrainOperator,
     Synapsis,
+    SynapsisNode,
 )
 from bt_neurons.functional import eiif_count, eiif_spikes_from_counts
 from bt_neurons.snntorch import EIIF, CustomNeuron
+from bt_neurons.snntorch import Synapsis as SnnTorchSynapsis
 
 NAN, INF = float("nan"), float("inf")
 META = torch.device("meta")
@@ -764,6 +769,163 @@ CASES = [
         "partition must be a name or",
     ),
     ("edges-neurons-float", lambda: make_edges((0, 1), 2.0), TypeError, "neurons must be a positive int"),
+    # ------------------------------------------------------- spike-train faces
+    (
+        "stn-timesteps-zero",
+        lambda: SynapsisNode(nn.Linear(2, 2), 0),
+        ValueError,
+        "timesteps must be a positive",
+    ),
+    ("stn-layer-conv", lambda: SynapsisNode(nn.Conv1d(2, 2, 1), 3), TypeError, "layer must be an nn.Linear"),
+    ("stn-post-str", lambda: SynapsisNode(nn.Linear(2, 2), 3, post="no"), TypeError, "post must be"),
+    ("stn-path", lambda: SynapsisNode(nn.Linear(2, 2), 3, path="counts"), ValueError, "path must be one of"),
+    (
+        "stn-step-mode",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, step_mode="x"),
+        ValueError,
+        "step_mode must be",
+    ),
+    ("stn-scale-str", lambda: SynapsisNode(nn.Linear(2, 2), 3, scale="1"), TypeError, "scale must be a real"),
+    (
+        "stn-scale-nan",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, scale=NAN),
+        ValueError,
+        "scale must be finite",
+    ),
+    (
+        "stn-scale-neg",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, scale=-1.0),
+        ValueError,
+        "scale must be finite and > 0",
+    ),
+    (
+        "stn-scale-module",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, scale=nn.ReLU()),
+        TypeError,
+        "scale as a module must be a layer that fires",
+    ),
+    (
+        "stn-post-quantizer-type",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, post_quantizer=object()),
+        TypeError,
+        "post_quantizer must be a bt_neurons.Quantizer",
+    ),
+    (
+        "stn-post-quantizer-asym",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, post_quantizer=Quantizer(symmetric=False)),
+        ValueError,
+        "post_quantizer must be symmetric",
+    ),
+    (
+        "stn-surrogate",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, surrogate_function=1),
+        TypeError,
+        "surrogate_function must be callable",
+    ),
+    (
+        "stn-activation",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, activation=1),
+        TypeError,
+        "activation must be callable",
+    ),
+    (
+        "stn-not-spikes",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, scale=1.0)(torch.full((3, 1, 2), 0.5)),
+        ValueError,
+        "spikes must hold spikes",
+    ),
+    (
+        "stn-nan-spikes",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, scale=1.0)(torch.full((3, 1, 2), NAN)),
+        ValueError,
+        "spikes must hold spikes",
+    ),
+    (
+        "stn-rank",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, scale=1.0)(torch.zeros(2)),
+        ValueError,
+        r"spikes must have shape \[T, N, ..., 2\]",
+    ),
+    (
+        "stn-scale-call-str",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3)(torch.zeros(3, 1, 2), scale="big"),
+        TypeError,
+        "scale must be a real",
+    ),
+    (
+        "stn-scale-call-inf",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3)(torch.zeros(3, 1, 2), scale=torch.tensor(INF)),
+        ValueError,
+        "scale must be finite",
+    ),
+    (
+        "stn-meta-spikes",
+        lambda: SynapsisNode(nn.Linear(2, 2), 3, scale=1.0)(torch.zeros(3, 1, 2, device=META)),
+        ValueError,
+        "spikes .*meta.*the layer's weight",
+    ),
+    ("stm-groups-zero", lambda: SNNMatmulNode(3, groups=0), ValueError, "groups must be a positive"),
+    ("stm-transpose-str", lambda: SNNMatmulNode(3, transpose_y="yes"), TypeError, "transpose_y must be"),
+    (
+        "stm-groups-no-heads",
+        lambda: SNNMatmulNode(3, groups=2, x_scale=1.0, y_scale=1.0)(
+            torch.zeros(3, 2, 4), torch.zeros(3, 2, 4)
+        ),
+        ValueError,
+        "groups > 1 needs y with a heads axis",
+    ),
+    (
+        "stm-x-rank",
+        lambda: SNNMatmulNode(3, x_scale=1.0, y_scale=1.0)(torch.zeros(3, 4), torch.zeros(3, 2, 4)),
+        ValueError,
+        "x must have shape .*at least 2 dimensions",
+    ),
+    (
+        "stm-x-scale-missing",
+        lambda: SNNMatmulNode(3, y_scale=1.0)(torch.zeros(3, 2, 4), torch.zeros(3, 2, 4)),
+        ValueError,
+        "x_scale is missing",
+    ),
+    (
+        "stmul-one-input",
+        lambda: SNNMultiplyNode(3, x_scale=1.0, y_scale=1.0)(torch.zeros(3, 2, 4)),
+        TypeError,
+        "takes two spike trains",
+    ),
+    (
+        "sto-wrong-T",
+        lambda: SpikeTrainOperator(nn.Softmax(-1), 3, scale=1.0)(torch.zeros(4, 2, 4)),
+        ValueError,
+        "spikes must have T=3 steps",
+    ),
+    (
+        "snt-syn-mem-int",
+        lambda: SnnTorchSynapsis(nn.Linear(2, 2), 3, scale=1.0)(
+            torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.long)
+        ),
+        TypeError,
+        "mem must have a floating",
+    ),
+    (
+        "snt-syn-hidden-mem",
+        lambda: SnnTorchSynapsis(nn.Linear(2, 2), 3, scale=1.0, init_hidden=True)(
+            torch.zeros(1, 2), torch.zeros(1, 2)
+        ),
+        TypeError,
+        "`mem` should not be passed",
+    ),
+    (
+        "snt-syn-step-mode",
+        lambda: SnnTorchSynapsis(nn.Linear(2, 2), 3, step_mode="m"),
+        TypeError,
+        "takes no step_mode",
+    ),
+    (
+        "snt-syn-init-hidden-str",
+        lambda: SnnTorchSynapsis(nn.Linear(2, 2), 3, init_hidden="yes"),
+        TypeError,
+        "init_hidden must be",
+    ),
     # ---------------------------------------------------------- pure functions
     ("count-T-zero", lambda: eiif_count(X, 0), ValueError, "T must be a positive int"),
     (
