@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,32 @@ def test_convert_group_size_and_final_mixer_options(checkpoint, tmp_path):
     assert (
         plain.config.encoder_group_size == 0 and not plain.config.tie_word_embeddings
     )  # head_dim 8 does not fit
+
+
+def test_chat_stats_times_the_prompt_and_the_answer(checkpoint, tmp_path, capsys):
+    dst = tmp_path / "spiking"
+    assert convert_main([str(checkpoint), str(dst), "-T", "5"]) == 0
+    capsys.readouterr()
+    argv = [str(dst), "-p", "w1 w2 w3", "--max-new-tokens", "5", "--raw"]
+    assert chat_main(argv) == 0
+    plain = capsys.readouterr()
+    assert chat_main([*argv, "--stats"]) == 0
+    timed = capsys.readouterr()
+    assert timed.out == plain.out  # the answer itself is unchanged; the figures go to stderr
+    line = timed.err.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"\[3 prompt tokens and the first new one in [0-9.]+ s \([0-9.]+ prompt tokens/s\)"
+        r"(; (\d+) more in [0-9.]+ s \([0-9.]+ tokens/s\))?\]",
+        line,
+    )
+    assert match, line
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(dst)
+    model = BTSpikingForCausalLM.from_pretrained(dst, local_files_only=True).eval()
+    enc = tokenizer("w1 w2 w3", return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    new = out.shape[1] - 3
+    assert int(match.group(2) or 0) == new - 1  # every new token but the first is counted in the rate
 
 
 def test_chat_streams_the_answer_it_returns(checkpoint, tmp_path, monkeypatch, capsys):

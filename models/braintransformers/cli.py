@@ -250,8 +250,59 @@ def chat_parser() -> argparse.ArgumentParser:
         "--timesteps", "-T", type=_positive, help="override the model's T (default: the model's T)"
     )
     p.add_argument("--raw", action="store_true", help="do not apply the tokenizer's chat template")
+    p.add_argument(
+        "--stats",
+        action="store_true",
+        help="after each answer, print on stderr how long reading the prompt and generating took (tokens/s)",
+    )
     _spiking_arguments(p, defaults=False)
     return p
+
+
+class _GenerationClock:
+    """A ``generate()`` streamer that times the prompt and the new tokens, passing every call on to ``inner``.
+
+    ``generate`` hands a streamer the prompt first, then each new token as it is
+    chosen: the prompt's time runs from `start` to the first new token (reading
+    the prompt and choosing one token), the generation's from there to the end.
+    """
+
+    def __init__(self, inner=None) -> None:
+        self.inner = inner
+        self.started = self.first = self.ended = None
+        self.prompt_tokens = self.new_tokens = 0
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    def put(self, value) -> None:
+        if self.inner is not None:
+            self.inner.put(value)
+        if self.first is None and not self.prompt_tokens:
+            self.prompt_tokens = int(value.shape[-1])  # the prompt comes first, all at once
+            return
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.new_tokens += int(value.numel())
+
+    def end(self) -> None:
+        if self.inner is not None:
+            self.inner.end()
+        self.ended = time.perf_counter()
+
+    def summary(self) -> str:
+        """One line: prompt tokens and their time, new tokens and their rate."""
+        if self.first is None:
+            return f"[{self.prompt_tokens} prompt tokens; no new token]"
+        prompt_s, rest_s = self.first - self.started, self.ended - self.first
+        line = (
+            f"[{self.prompt_tokens} prompt tokens and the first new one in {prompt_s:.2f} s "
+            f"({self.prompt_tokens / prompt_s:.1f} prompt tokens/s)"
+        )
+        more = self.new_tokens - 1
+        if more:
+            line += f"; {more} more in {rest_s:.2f} s ({more / rest_s:.2f} tokens/s)"
+        return line + "]"
 
 
 def _answer_streamer(tokenizer):
@@ -310,10 +361,16 @@ def _reply(model, tokenizer, messages: list[dict], args, stream: bool = False) -
         kwargs.update(do_sample=True, temperature=args.temperature, top_p=args.top_p)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    if stream:
-        kwargs["streamer"] = _answer_streamer(tokenizer)
+    streamer = _answer_streamer(tokenizer) if stream else None
+    clock = _GenerationClock(streamer) if getattr(args, "stats", False) else None
+    if clock is not None or streamer is not None:
+        kwargs["streamer"] = clock if clock is not None else streamer
     with torch.no_grad():
+        if clock is not None:
+            clock.start()
         out = model.generate(**enc, **kwargs)
+    if clock is not None:
+        print(clock.summary(), file=sys.stderr, flush=True)
     return tokenizer.decode(out[0, enc.input_ids.shape[1] :], skip_special_tokens=True).strip()
 
 
