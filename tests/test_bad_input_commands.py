@@ -1219,6 +1219,17 @@ def _wait_for(condition, what: str, limit: float = 300.0) -> None:
         time.sleep(0.02)
 
 
+def _as_at_a_terminal() -> None:
+    """In the child, before exec: SIGINT delivered as at a terminal (its default disposition).
+
+    A test run started in the background of a non-interactive shell (``cmd &``)
+    inherits SIGINT ignored, as POSIX shells set it for asynchronous commands;
+    a program launched from there rightly keeps ignoring it, which is not what
+    these tests are about.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _script(name: str) -> Path:
     path = Path(sys.executable).parent / name
     if not path.exists():  # pragma: no cover
@@ -1234,6 +1245,7 @@ def test_ctrl_c_while_bt_fit_imports_torch(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_at_a_terminal,
     )
     maps = Path(f"/proc/{proc.pid}/maps")
 
@@ -1273,6 +1285,7 @@ def test_ctrl_c_during_the_fit(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_at_a_terminal,
     )
     _wait_for(lambda: marker.exists() or proc.poll() is not None, "the fit to call the function")
     proc.send_signal(signal.SIGINT)
