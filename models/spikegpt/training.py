@@ -20,8 +20,6 @@ has a ``config.json`` always holds a complete model.
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,8 +30,8 @@ import torch
 from torch import Tensor
 
 from bt_neurons import _checks
-from bt_neurons._atomic_writes import atomic_write_files
 
+from .._saving import save_model_and_tokenizer
 from .configuration import SpikeGPTConfig
 from .modeling import SpikeGPTForCausalLM
 from .tokenization import char_tokenizer
@@ -100,18 +98,6 @@ class TrainResult:
     train_loss: float
     eval_bits_per_token: float | None
     log: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _write_final(model: SpikeGPTForCausalLM, tokenizer: Any, out: Path) -> None:
-    """Save model and tokenizer beside each other in ``out``, every file or none (config.json included)."""
-    with tempfile.TemporaryDirectory(prefix=".final.", dir=out) as tmp:
-        staging = Path(tmp)
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        names = sorted(p.name for p in staging.iterdir() if p.is_file())
-        atomic_write_files(
-            (out / name, lambda dest, src=staging / name: shutil.copyfile(src, dest)) for name in names
-        )
 
 
 def train(
@@ -268,7 +254,7 @@ def train(
     model.config.use_cache = True
     model.eval()
     if trainer.is_world_process_zero():
-        _write_final(model, tokenizer, out)
+        save_model_and_tokenizer(model, tokenizer, out)
     return TrainResult(
         model=model,
         tokenizer=tokenizer,
