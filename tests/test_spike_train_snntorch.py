@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from snntorch import utils
 from spikingjelly.activation_based import functional
+from test_spike_train_faces import fire
 from torch import nn
 
 import bt_neurons.snntorch as bsnn
 from bt_neurons import (
-    EIIFNode,
     Quantizer,
     SNNMatmulNode,
     SNNMultiplyNode,
@@ -22,10 +22,6 @@ from bt_neurons import (
     Synapsis,
     SynapsisNode,
 )
-
-
-def fire(x: torch.Tensor, scale: torch.Tensor, T: int) -> torch.Tensor:
-    return EIIFNode(step_mode="m")((x / scale).expand(T, *x.shape))
 
 
 def loop(face, *trains: torch.Tensor, steps: int, **scales):
