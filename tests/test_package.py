@@ -81,12 +81,16 @@ import bt_neurons  # first: on a CPU torch, the CUDA torchvision SpikingJelly pu
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, pipeline
 
+torch.manual_seed(0)
+
 config = LlamaConfig(
     vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
     num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
 )
 model = AutoModelForCausalLM.from_config(config).eval()
-out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=2, do_sample=False, pad_token_id=0)
+out = model.generate(
+    torch.tensor([[1, 2, 3]]), max_new_tokens=2, min_new_tokens=2, do_sample=False, pad_token_id=0
+)
 print("generated", out.shape[1], callable(pipeline))
 """
 
