@@ -48,6 +48,7 @@ from bt_neurons import EIIFNode, _checks
 from bt_neurons.accounting import record, tracking
 
 from .._causal_lm import causal_lm_output, check_logits_to_keep
+from .._safe_loading import SafetensorsOnlyMixin
 from .._transformers import cache_argument, with_cache
 from .configuration import SpikeGPTConfig
 from .wkv import WKVState, wkv_sequence
@@ -387,7 +388,7 @@ class SpikeGPTBlock(nn.Module):
         return x, {"att_x": att_x, "ffn_x": ffn_x, "wkv": wkv, "att_neuron": att_mem, "ffn_neuron": ffn_mem}
 
 
-class SpikeGPTPreTrainedModel(PreTrainedModel):
+class SpikeGPTPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
     """Shared settings of the SpikeGPT models (transformers' ``PreTrainedModel``)."""
 
     config: SpikeGPTConfig
@@ -397,29 +398,6 @@ class SpikeGPTPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["SpikeGPTBlock"]
     _skip_keys_device_placement = ["past_key_values", "cache"]
     _is_stateful = True  # an RNN: no assisted generation (its state cannot roll back)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """transformers' ``from_pretrained``, from safetensors only, every loaded weight checked finite.
-
-        Raises:
-            ValueError: ``use_safetensors=False`` (a pickle is never opened), or a weight holding NaN / Inf.
-        """
-        if kwargs.get("use_safetensors") is False:
-            raise ValueError(
-                "use_safetensors=False would unpickle the weights: bt-neurons loads safetensors only"
-            )
-        kwargs["use_safetensors"] = True
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        for name, tensor in (*model.named_parameters(), *model.named_buffers()):
-            if (
-                tensor.is_floating_point()
-                and tensor.device.type != "meta"
-                and not torch.isfinite(tensor).all()
-            ):
-                raise ValueError(f"{pretrained_model_name_or_path}: the weight {name} has NaN or Inf values")
-        return loaded
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
