@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from bt_neurons import QSynapsis, Quantizer, SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis, _checks
 
 from .._causal_lm import causal_lm_output, check_logits_to_keep
+from .._inputs import check_input_ids
 from .._transformers import cache_argument, with_cache
 from .configuration import BTSpikingConfig
 from .rotation import hadamard_transform
@@ -347,26 +348,6 @@ def allowed_positions(attention_mask: Tensor | None, queries: int, keys: int, de
     return allowed
 
 
-def _check_input_ids(input_ids: object, vocab_size: int) -> None:
-    """Token ids ``[batch, sequence]`` (int32 / int64, at least one token) in ``[0, vocab_size)``."""
-    _checks.check_tensor("input_ids", input_ids)
-    if input_ids.dtype not in (torch.int32, torch.int64):
-        raise TypeError(
-            f"input_ids must be an integer tensor (int64 or int32 token ids), got {input_ids.dtype}"
-        )
-    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
-        hint = " (add a batch axis: input_ids[None])" if input_ids.dim() == 1 else ""
-        raise ValueError(
-            f"input_ids must have shape [batch, sequence] with at least one token, got "
-            f"{tuple(input_ids.shape)}{hint}"
-        )
-    if input_ids.numel():
-        lo, hi = torch.aminmax(input_ids)
-        if int(lo) < 0 or int(hi) >= vocab_size:
-            bad = int(lo) if int(lo) < 0 else int(hi)
-            raise ValueError(f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got {bad}")
-
-
 def _check_position_ids(position_ids: object, length: int, limit: int) -> None:
     _checks.check_tensor("position_ids", position_ids)
     if position_ids.is_floating_point() or position_ids.dtype == torch.bool or position_ids.is_complex():
@@ -413,7 +394,7 @@ class BTSpikingModel(BTSpikingPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
-            _check_input_ids(input_ids, self.config.vocab_size)
+            check_input_ids(input_ids, self.config.vocab_size)
             inputs_embeds = self.embed_tokens(input_ids)
         else:
             _checks.check_floating("inputs_embeds", inputs_embeds)

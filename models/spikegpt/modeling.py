@@ -48,6 +48,7 @@ from bt_neurons import EIIFNode, _checks
 from bt_neurons.accounting import record, tracking
 
 from .._causal_lm import causal_lm_output, check_logits_to_keep
+from .._inputs import check_input_ids
 from .._safe_loading import SafetensorsOnlyMixin
 from .._transformers import cache_argument, with_cache
 from .configuration import SpikeGPTConfig
@@ -410,27 +411,6 @@ class SpikeGPTPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
             module.reset_time_parameters()
 
 
-def _check_input_ids(input_ids: object, vocab_size: int) -> Tensor:
-    """Token ids ``[batch, tokens]`` (an integer tensor, at least one token) in ``[0, vocab_size)``."""
-    _checks.check_tensor("input_ids", input_ids)
-    if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
-        raise TypeError(
-            f"input_ids must be an integer tensor (int64 or int32 token ids), got {input_ids.dtype}"
-        )
-    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
-        hint = " (add a batch axis: input_ids[None])" if input_ids.dim() == 1 else ""
-        raise ValueError(
-            f"input_ids must have shape [batch, tokens] with at least one token, got "
-            f"{tuple(input_ids.shape)}{hint}"
-        )
-    if not _checks.tracing() and input_ids.numel() and input_ids.device.type != "meta":
-        lo, hi = torch.aminmax(input_ids)
-        if int(lo) < 0 or int(hi) >= vocab_size:
-            bad = int(lo) if int(lo) < 0 else int(hi)
-            raise ValueError(f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got {bad}")
-    return input_ids
-
-
 def _check_attention_mask(attention_mask: Tensor | None) -> None:
     """SpikeGPT has no padding: a mask, when given, must be all ones."""
     if attention_mask is None or _checks.tracing():
@@ -489,7 +469,7 @@ class SpikeGPTModel(SpikeGPTPreTrainedModel):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         _check_attention_mask(attention_mask)
         if inputs_embeds is None:
-            inputs_embeds = self.emb(_check_input_ids(input_ids, self.config.vocab_size))
+            inputs_embeds = self.emb(check_input_ids(input_ids, self.config.vocab_size))
         else:
             _checks.check_floating("inputs_embeds", inputs_embeds)
             if inputs_embeds.dim() != 3 or inputs_embeds.shape[1] == 0:
