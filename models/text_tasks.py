@@ -34,15 +34,19 @@ The split, the same for both tasks, balanced over genre and period:
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from bt_neurons import _checks
+from bt_neurons._atomic_writes import atomic_write_files
 
 from .corpora import shakespeare_works
 
 __all__ = [
     "spoken_lines",
+    "load_task",
     "TASKS",
     "TextTask",
     "passages",
@@ -175,6 +179,9 @@ _HEADING = re.compile(
 _SPEAKER = re.compile(r"^[A-Z][\w'&-]*\.?(\s+(of|and|the|de|la|[A-Z0-9][\w'&-]*\.?))*$")
 
 
+_SPLITS = ("train", "validation", "test")
+
+
 @dataclass(frozen=True)
 class TextTask:
     """A labelled task: ``(text, label index)`` examples of three splits held out by whole works.
@@ -202,6 +209,66 @@ class TextTask:
                 n[label] += 1
             out[split] = n
         return out
+
+    def to_json(self, path: Path | str) -> None:
+        """Write the task as a JSON file `from_json` reads (atomically: the whole file or nothing)."""
+        fields = {
+            "name": self.name,
+            "labels": list(self.labels),
+            **{split: [[text, label] for text, label in getattr(self, split)] for split in _SPLITS},
+            "works": {split: list(names) for split, names in self.works.items()},
+        }
+        text = json.dumps(fields, ensure_ascii=False, indent=1) + "\n"
+        atomic_write_files([(Path(path), lambda dest: dest.write_text(text, encoding="utf-8"))])
+
+    @classmethod
+    def from_json(cls, path: Path | str) -> TextTask:
+        """A task from a JSON file: your own labelled texts.
+
+        The file is an object with ``"labels"`` (at least two class names),
+        ``"train"``, ``"validation"`` and ``"test"`` (each a non-empty list of
+        ``[text, label index]`` pairs), and optionally ``"name"`` (default: the
+        file's stem) and ``"works"`` (the sources of each split).
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not JSON, or a field missing or malformed (the message names it).
+        """
+        path = Path(path)
+        try:
+            fields = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not JSON: {exc}") from None
+        if not isinstance(fields, dict):
+            raise ValueError(f"{path}: a task file holds a JSON object")
+        labels = fields.get("labels")
+        if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+            raise ValueError(f"{path}: 'labels' must be a list of at least two class names")
+        splits = {}
+        for split in _SPLITS:
+            rows = fields.get(split)
+            if not isinstance(rows, list) or not rows:
+                raise ValueError(f"{path}: {split!r} must be a non-empty list of [text, label] pairs")
+            for i, row in enumerate(rows):
+                ok = isinstance(row, list | tuple) and len(row) == 2 and isinstance(row[0], str)
+                if not ok or isinstance(row[1], bool) or not isinstance(row[1], int):
+                    raise ValueError(f"{path}: {split}[{i}] must be [text, label index], got {row!r}")
+                if not 0 <= row[1] < len(labels):
+                    raise ValueError(
+                        f"{path}: {split}[{i}] has label {row[1]}, outside [0, {len(labels) - 1}]"
+                    )
+            splits[split] = [(text, label) for text, label in rows]
+        works = fields.get("works") or {split: () for split in _SPLITS}
+        if not isinstance(works, dict):
+            raise ValueError(f"{path}: 'works' must be an object of split -> source names")
+        return cls(
+            str(fields.get("name") or path.stem),
+            tuple(labels),
+            splits["train"],
+            splits["validation"],
+            splits["test"],
+            {split: tuple(works.get(split, ())) for split in _SPLITS},
+        )
 
 
 def spoken_lines(text: str) -> list[str]:
@@ -273,3 +340,16 @@ def shakespeare_task(name: str, *, lines: int = 6, per_work: int | None = 200) -
         for split, chosen in splits.items()
     }
     return TextTask(name, labels, examples["train"], examples["validation"], examples["test"], splits)
+
+
+def load_task(spec: str | Path, *, per_work: int | None = 200) -> TextTask:
+    """``"genre"`` or ``"period"`` (`shakespeare_task`, ``per_work`` passages per play), or a task JSON file.
+
+    Raises:
+        ValueError: neither a task name nor a ``.json`` file.
+    """
+    if str(spec) in TASKS:
+        return shakespeare_task(str(spec), per_work=per_work)
+    if str(spec).endswith(".json"):
+        return TextTask.from_json(spec)
+    raise ValueError(f"task must be one of {sorted(TASKS)} or a task .json file, got {str(spec)!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from bt_neurons.models.corpora import shakespeare_available, shakespeare_works
 from bt_neurons.models.text_tasks import (
@@ -10,6 +12,8 @@ from bt_neurons.models.text_tasks import (
     TASKS,
     TEST_WORKS,
     VALIDATION_WORKS,
+    TextTask,
+    load_task,
     passages,
     shakespeare_task,
     spoken_lines,
@@ -110,3 +114,47 @@ def test_no_speaker_name_survives_in_a_passage():
 def test_bad_task_names_are_refused():
     with pytest.raises(ValueError, match="name must be one of"):
         shakespeare_task("author")
+
+
+def test_a_task_round_trips_through_its_json_file(tmp_path):
+    task = TextTask(
+        "mine",
+        ("no", "yes"),
+        [("a b", 0), ("c — d", 1)],
+        [("e", 1)],
+        [("f", 0)],
+        {"train": ("x",), "validation": ("y",), "test": ("z",)},
+    )
+    task.to_json(tmp_path / "mine.json")
+    assert TextTask.from_json(tmp_path / "mine.json") == task
+    assert load_task(tmp_path / "mine.json") == task
+    minimal = {"labels": ["a", "b"], "train": [["t", 0]], "validation": [["v", 1]], "test": [["s", 1]]}
+    (tmp_path / "plain.json").write_text(json.dumps(minimal))
+    plain = load_task(str(tmp_path / "plain.json"))
+    assert plain.name == "plain" and plain.works == {"train": (), "validation": (), "test": ()}
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("{not json", "is not JSON"),
+        ("[1, 2]", "holds a JSON object"),
+        ('{"labels": ["only"]}', "'labels' must be a list of at least two"),
+        ('{"labels": ["a", "b"], "train": []}', "'train' must be a non-empty list"),
+        ('{"labels": ["a", "b"], "train": [["t", 2]]}', r"train\[0\] has label 2, outside \[0, 1\]"),
+        ('{"labels": ["a", "b"], "train": [["t", true]]}', r"train\[0\] must be \[text, label index\]"),
+        ('{"labels": ["a", "b"], "train": [[3, 0]]}', r"train\[0\] must be \[text, label index\]"),
+        ('{"labels": ["a", "b"], "train": [["t", 0]], "validation": [["v", 0]]}', "'test' must be"),
+    ],
+)
+def test_a_broken_task_file_is_refused_by_name(tmp_path, content, match):
+    (tmp_path / "t.json").write_text(content)
+    with pytest.raises(ValueError, match=match):
+        TextTask.from_json(tmp_path / "t.json")
+
+
+def test_load_task_names_what_it_accepts():
+    with pytest.raises(ValueError, match="task must be one of"):
+        load_task("authorship")
+    with pytest.raises(FileNotFoundError):
+        load_task("missing.json")
