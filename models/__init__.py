@@ -12,12 +12,19 @@ of its own, and what the families share lives beside them:
 - `spikegpt`: SpikeGPT, a spiking RWKV language model (`SpikeGPTConfig`,
   `SpikeGPTForCausalLM`; model type ``"spikegpt"``), imported and
   registered with the Auto classes here too;
+- `spikingbert`: SpikingBERT, a spiking BERT encoder trained at the
+  equilibrium of its rates and distilled from a BERT teacher
+  (`SpikingBertConfig`, `SpikingBertForSequenceClassification`; model type
+  ``"spikingbert"``), imported and registered here too;
+- `text_tasks`: labelled text tasks built offline (the Shakespeare tasks, or
+  your own JSON file);
 - `training`: the paper's three training stages;
 - ``_transformers``: what every family needs from transformers (the KV-cache
   argument's name across releases).
 
-Importing it registers the models with transformers' ``AutoConfig`` and
-``AutoModelForCausalLM`` (model types ``"bt_spiking"`` and ``"spikegpt"``).
+Importing it registers the models with transformers' ``AutoConfig``,
+``AutoModelForCausalLM`` (model types ``"bt_spiking"`` and ``"spikegpt"``) and
+``AutoModelForSequenceClassification`` (``"spikingbert"``).
 """
 
 from . import _transformers  # noqa: F401  (bt_neurons first: a broken torchvision reads as absent)
@@ -38,6 +45,7 @@ from .braintransformers import (
 )
 
 from . import spikegpt  # noqa: E402, F401  (registers SpikeGPT with the Auto classes)  isort: skip
+from . import spikingbert  # noqa: E402, F401  (registers SpikingBERT with the Auto classes)  isort: skip
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM  # noqa: E402  isort: skip
 
 AutoConfig.register(BTSpikingConfig.model_type, BTSpikingConfig, exist_ok=True)

@@ -5,7 +5,7 @@ The losses, each weighted by a `DistillationConfig` field (0 turns it off):
 $$
 \begin{aligned}
 \mathcal{L}_{hidden} &= \sum_{(m, n)} \mathrm{MSE}\big(W_{fit}\, a^{S}_m + b_{fit},\; h^{T}_n\big)
-  \quad \text{(student rates through the learned map \texttt{fit\_dense})} \\
+  \quad \text{(through the learned map } W_{fit} \text{)} \\
 \mathcal{L}_{attn} &= \sum_{(m, n)} \mathrm{MSE}\big(\bar A^{S}_m, \bar A^{T}_n\big), \quad
   \bar A = A - \mathrm{mean}_{keys}(A) \\
 \mathcal{L}_{logits} &= -\sum_c \mathrm{softmax}(z^{T} / \tau)_c \log \mathrm{softmax}(z^{S} / \tau)_c,
