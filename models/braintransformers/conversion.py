@@ -47,10 +47,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bt_neurons import SNNMatmul, SNNMultiply, Synapsis, _checks
-from bt_neurons.synapsis import quantized_linear
+from bt_neurons import _checks
 
 from .. import _transformers  # noqa: F401  (must precede the transformers imports)
+from .._calibration import DEFAULT_CLIP_GRID, register_clip_search
 from .configuration import BTSpikingConfig, operator_modes
 from .modeling import BTSpikingForCausalLM
 from .rotation import hadamard_matrix, largest_power_of_two_block, random_orthogonal
@@ -64,7 +64,6 @@ __all__ = ["SUPPORTED_ARCHITECTURES", "calibrate", "convert", "load_source"]
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
 
 #: Clip ratios tried by `calibrate`.
-DEFAULT_CLIP_GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 
 
 def load_source(path: str | os.PathLike, gguf_file: str | None = None):
@@ -307,29 +306,6 @@ def _converted_state(src, config: BTSpikingConfig, seed: int, bar: tqdm | None =
     return state
 
 
-def _reference(module: nn.Module, args: tuple, kwargs: dict) -> Tensor:
-    """What ``module`` computes in float (its ANN twin), for the calibration error."""
-    if isinstance(module, Synapsis):
-        return module.layer(args[0])
-    if isinstance(module, SNNMultiply):
-        return args[0] * args[1]
-    x, y = args
-    groups = kwargs.get("groups", 1)
-    if groups > 1:
-        y = y.repeat_interleave(groups, dim=-3)
-    return x @ (y.transpose(-1, -2) if module.transpose_y else y)
-
-
-def _quantizer(module: nn.Module):
-    return module.pre if isinstance(module, Synapsis) else module.quantizer
-
-
-def _candidate(module: nn.Module, args: tuple, kwargs: dict) -> Tensor:
-    if isinstance(module, Synapsis):  # without the in-place / tracking detours of forward
-        return quantized_linear(args[0], module.pre, module.layer.weight, module.layer.bias)
-    return module.forward(*args, **kwargs)
-
-
 @torch.no_grad()
 def calibrate(
     model: BTSpikingForCausalLM,
@@ -352,8 +328,6 @@ def calibrate(
     With ``progress=True`` a tqdm bar on stderr counts the decoder layers
     (and the head) as they are calibrated.
     """
-    if not grid or any(not 0.0 < float(c) <= 1.0 for c in grid):
-        raise ValueError(f"grid must hold clip ratios in (0, 1], got {list(grid)!r}")
     _checks.check_nonnegative("channel_strength", channel_strength)
     _checks.check_tensor("input_ids", input_ids)
     if input_ids.dim() != 2 or input_ids.is_floating_point():
@@ -361,39 +335,14 @@ def calibrate(
             f"input_ids must be integer token ids [B, L], got {input_ids.dtype} {tuple(input_ids.shape)}"
         )
     chosen: dict[str, float] = {}
-    handles = []
     layers = model.model.layers
-    bar = tqdm(total=len(layers) + 1, desc="calibrating clip ratios", unit="layer", disable=not progress)
 
-    def hook(name: str):
+    def label(name: str) -> None:
         layer, _, op = name.removeprefix("model.layers.").partition(".")
-        label = f"layer {layer} {op}" if name.startswith("model.layers.") else name
+        bar.set_postfix_str(f"layer {layer} {op}" if name.startswith("model.layers.") else name)
 
-        def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            bar.set_postfix_str(label)
-            if isinstance(module, SNNMultiply) and module.x_channel_scale is not None:
-                for operand, buffer in zip(
-                    args, (module.x_channel_scale, module.y_channel_scale), strict=True
-                ):
-                    peak = operand.detach().abs().reshape(-1, operand.shape[-1]).amax(0).double()
-                    peak = peak.clamp_min(peak.max() * 1e-3).pow(channel_strength)
-                    buffer.copy_(peak / peak.max())
-            ref = _reference(module, args, kwargs).double()
-            q = _quantizer(module)
-            best, best_err = 1.0, float("inf")
-            for c in grid:
-                q.clip_ratio.fill_(float(c))
-                err = (_candidate(module, args, kwargs).double() - ref).pow(2).sum().item()
-                if err < best_err:
-                    best, best_err = float(c), err
-            q.clip_ratio.fill_(best)
-            chosen[name] = best
-
-        return pre_hook
-
-    for name, module in model.named_modules():
-        if isinstance(module, Synapsis | SNNMatmul | SNNMultiply):
-            handles.append(module.register_forward_pre_hook(hook(name), with_kwargs=True))
+    handles = register_clip_search(model, grid, chosen, channel_strength=channel_strength, on_enter=label)
+    bar = tqdm(total=len(layers) + 1, desc="calibrating clip ratios", unit="layer", disable=not progress)
 
     def layer_done(*_) -> None:  # a forward hook: returns None, so the output stays
         bar.update()
