@@ -11,7 +11,10 @@ linear decay, batch 32, at most 96 tokens):
 - ``ann``: the ANN student, SpikingBERT's rate network itself (``spiking=False``), 4 of the
   teacher's 6 blocks, distilled like the spiking students;
 - ``implicit``: the SpikingBERT student, T = 16, implicit differentiation;
-- ``bptt``: the same student trained through the 16 steps (surrogate gradient).
+- ``bptt``: the same student trained through the 16 steps (surrogate gradient);
+- ``converted``: our own route, the fine-tuned teacher converted into bt-neurons' EI_IF encoders,
+  Synapses, spiking products and approximators (`convert_teacher`) at T = 7, 15, 31, LayerNorm
+  float or spiking, clip ratios calibrated on 64 training passages; no training.
 
 Students start from the teacher's blocks 1, 2, 4, 5 (`student_from_teacher`), then two stages
 (`distil`): hidden states and attention scores, then the logits. Spiking students are evaluated
@@ -47,13 +50,15 @@ from bt_neurons.models.spikingbert import (
     finetune,
     load_minilm,
 )
+from bt_neurons.models.spikingbert.conversion import convert_teacher
 from bt_neurons.models.spikingbert.student import student_from_teacher
 from bt_neurons.models.spikingbert.training import PassageDataset, accuracy
 from bt_neurons.models.text_tasks import shakespeare_task
 from results_file import report
 from transformers import BertForSequenceClassification, DataCollatorWithPadding
 
-CONTENDERS = ("teacher", "ann", "implicit", "bptt")
+CONTENDERS = ("teacher", "ann", "implicit", "bptt", "converted")
+CONVERT_STEPS = (7, 15, 31)
 EVAL_STEPS = (8, 16, 32, 64)
 MAX_LENGTH = 96
 
@@ -112,6 +117,31 @@ def train(args) -> None:
                 for split in ("validation", "test")
             }
         }
+    elif args.contender == "converted":
+        if not teacher_dir.is_dir():
+            raise SystemExit(f"train the teacher first: --contender teacher (no {teacher_dir})")
+        _, tokenizer = load_minilm(len(task.labels))
+        teacher = BertForSequenceClassification.from_pretrained(teacher_dir).eval()
+        sample = PassageDataset(task.train[:: max(1, len(task.train) // 64)][:64], tokenizer, MAX_LENGTH)
+        calibration = DataCollatorWithPadding(tokenizer)([sample[i] for i in range(len(sample))])
+        record["eval"], seconds = {}, 0.0
+        for T in CONVERT_STEPS:
+            for layernorm in ("float", "spiking"):
+                start = time.perf_counter()
+                model = convert_teacher(
+                    teacher,
+                    T,
+                    layernorm=layernorm,
+                    calibration_ids=calibration["input_ids"],
+                    calibration_mask=calibration["attention_mask"],
+                )
+                seconds += time.perf_counter() - start
+                record["eval"][f"{T} (LN {layernorm})"] = {
+                    "test": evaluate(model, tokenizer, task.test, steps=None, bf16=False),
+                    "validation": {"accuracy": None},
+                }
+                print(T, layernorm, record["eval"][f"{T} (LN {layernorm})"]["test"], flush=True)
+        record["train_seconds"] = seconds
     else:
         if not teacher_dir.is_dir():
             raise SystemExit(f"train the teacher first: --contender teacher (no {teacher_dir})")
@@ -216,6 +246,7 @@ def report_results(args) -> None:
         "ann": "ANN student (rate network, 4 x 384), same distillation",
         "implicit": "SpikingBERT student (implicit diff., trained at T = 16)",
         "bptt": "SpikingBERT student (BPTT, trained at T = 16)",
+        "converted": "converted teacher (bt EI_IF route, calibration only)",
     }
     tasks = sorted({r["task"] for r in results.values()})
     lines = [

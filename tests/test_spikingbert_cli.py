@@ -46,6 +46,13 @@ def test_finetune_distil_eval(files, tmp_path, capsys):
     assert out[2].endswith(" spikes per passage")
     assert main(["eval", str(files / "teacher"), "--task", task, "--split", "validation"]) == 0
     assert capsys.readouterr().out.splitlines() == ["toy / validation (8 passages)", "accuracy 100.0%"]
+    argv = ["eval", str(files / "teacher"), "--task", task, "--convert", "--time-steps", "15"]
+    assert main([*argv, "--layernorm", "spiking"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "converted, T = 15, LayerNorm spiking: accuracy 100.0%"
+    with pytest.raises(SystemExit):
+        main(["eval", str(student), "--task", task, "--convert", "--layernorm", "rms"])
+    assert main(["eval", str(student), "--task", task, "--convert"]) == 2
+    assert "--convert: MODEL must be a BERT classifier" in capsys.readouterr().err
 
 
 def _error(capsys, argv) -> str:

@@ -40,7 +40,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from bt_neurons.approximators import load_pretrained
 from huggingface_hub.errors import StrictDataclassError
 from torch import Tensor, nn
 
@@ -48,6 +47,7 @@ from bt_neurons import QSynapsis, Quantizer, SNNMatmul, SNNMultiply, SNNRMSNorm,
 
 from .._causal_lm import causal_lm_output, check_logits_to_keep
 from .._inputs import check_input_ids
+from .._shipped import ShippedApproximator
 from .._transformers import cache_argument, with_cache
 from .configuration import BTSpikingConfig
 from .rotation import hadamard_transform
@@ -61,36 +61,6 @@ from transformers.models.llama.modeling_llama import (  # noqa: E402  isort: ski
 )
 
 __all__ = ["BTSpikingForCausalLM", "BTSpikingModel", "BTSpikingPreTrainedModel"]
-
-_SHIPPED: dict[tuple[str, str], nn.Module] = {}
-
-
-class ShippedApproximator:
-    """A callable for one shipped approximator, loaded once per device and frozen.
-
-    It is deliberately not an ``nn.Module``: the approximators are constants of
-    the model, so they stay out of its state dict and its parameters.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def module(self, device: torch.device) -> nn.Module:
-        key = (self.name, str(device))
-        if key not in _SHIPPED:
-            approx = load_pretrained(self.name).requires_grad_(False).to(device)
-            _SHIPPED[key] = approx
-        return _SHIPPED[key]
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return self.module(x.device)(x)
-
-    def spikes_per_input(self, x: Tensor) -> Tensor:
-        return self.module(x.device).spikes_per_input(x)
-
-    def __repr__(self) -> str:
-        return f"ShippedApproximator({self.name!r})"
-
 
 def _synapsis(in_features: int, out_features: int, bias: bool, config: BTSpikingConfig) -> Synapsis:
     G = config.encoder_group_size or None

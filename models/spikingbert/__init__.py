@@ -8,6 +8,8 @@ model with transformers' ``AutoConfig``, ``AutoModel`` and
 - `modeling`: `SpikingBertModel`, `SpikingBertForSequenceClassification`;
 - `equilibrium`: the rate map's implicit differentiation (`implicit_rates`);
 - `student`: a student shaped like its teacher, from the teacher's layers (`student_from_teacher`);
+- `conversion`: our own route, the fine-tuned teacher converted into
+  bt-neurons' spiking operators without training (`convert_teacher`);
 - `distillation`: the losses (`DistillationConfig`, `distillation_loss`), the
   `DistillationTrainer` and `distil`;
 - `teacher`: the real BERT teacher offline (all-MiniLM-L6-v2 from the
@@ -19,6 +21,12 @@ The tasks themselves are `bt_neurons.models.text_tasks`.
 
 from .. import _transformers  # noqa: F401  (bt_neurons first: a broken torchvision reads as absent)
 from .configuration import GRADIENTS, IMPLICIT_SOLVERS, SpikingBertConfig
+from .conversion import (
+    ConvertedBertForSequenceClassification,
+    SpikingLayerNorm,
+    calibrate_converted,
+    convert_teacher,
+)
 from .distillation import (
     DistillationConfig,
     DistillationTrainer,
@@ -49,6 +57,10 @@ AutoModelForSequenceClassification.register(
 )
 
 __all__ = [
+    "ConvertedBertForSequenceClassification",
+    "SpikingLayerNorm",
+    "calibrate_converted",
+    "convert_teacher",
     "BERT_LAYER_KEYS",
     "DistillationConfig",
     "DistillationTrainer",

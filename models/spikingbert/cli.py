@@ -13,7 +13,10 @@
   ``STUDENT/stage-K`` and the next stage loads it from there; the last one
   is also written to ``STUDENT``.
 - ``bt-spikingbert eval MODEL --task genre --time-steps 8 16 32`` prints
-  the accuracy (and, for a spiking model, the spikes per sequence) on a split.
+  the accuracy (and, for a spiking model, the spikes per sequence) on a split;
+  with ``--convert``, a BERT teacher is first converted into bt-neurons'
+  spiking operators at each ``--time-steps`` (`convert_teacher`, calibrated on
+  ``--calibration`` training passages): our own route, without training.
 
 Training runs through transformers' Trainer (progress bars on stderr; under
 ``torchrun`` / ``accelerate launch``, ``python -m
@@ -118,6 +121,17 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("validation", "test"), default="test", help="which held-out plays")
     e.add_argument(
         "--time-steps", type=_positive, nargs="+", help="T to simulate a spiking model for (default: its own)"
+    )
+    e.add_argument(
+        "--convert",
+        action="store_true",
+        help="convert a BERT teacher into spiking operators at each --time-steps (default 15) first",
+    )
+    e.add_argument(
+        "--layernorm", choices=("float", "spiking"), default="float", help="LayerNorms of --convert"
+    )
+    e.add_argument(
+        "--calibration", type=_positive, default=64, help="training passages that calibrate --convert"
     )
     e.add_argument("--batch-size", type=_positive, default=32, help="passages per forward")
     e.add_argument("--bf16", action="store_true", help="matrix products in bfloat16 (autocast)")
@@ -275,19 +289,36 @@ def _eval(args: argparse.Namespace) -> int:
     from .training import PassageDataset, accuracy
 
     spiking = bool(getattr(model.config, "spiking", False))
-    if args.time_steps and not spiking:
-        raise CommandError("--time-steps: MODEL is not a spiking model")
+    if args.convert and getattr(model.config, "model_type", None) != "bert":
+        raise CommandError("--convert: MODEL must be a BERT classifier (bt-spikingbert finetune writes one)")
+    if args.time_steps and not (spiking or args.convert):
+        raise CommandError("--time-steps: MODEL is not a spiking model (--convert converts a BERT teacher)")
     data = PassageDataset(getattr(task, args.split), tokenizer, args.max_length)
     collate = DataCollatorWithPadding(tokenizer)
     model.eval()
+    if args.convert:
+        from .conversion import convert_teacher
+
+        step = max(1, len(task.train) // args.calibration)
+        sample = PassageDataset(task.train[::step][: args.calibration], tokenizer, args.max_length)
+        calibration = collate([sample[i] for i in range(len(sample))])
     print(f"{task.name} / {args.split} ({len(data)} passages)")
-    for steps in args.time_steps or [None]:
+    for steps in args.time_steps or ([15] if args.convert else [None]):
         logits, labels, spikes = [], [], []
+        run = model
+        if args.convert:
+            run = convert_teacher(
+                model,
+                steps,
+                layernorm=args.layernorm,
+                calibration_ids=calibration["input_ids"],
+                calibration_mask=calibration["attention_mask"],
+            )
         with torch.no_grad(), _precision(args.bf16):
             for i in range(0, len(data), args.batch_size):
                 batch = collate([data[j] for j in range(i, min(i + args.batch_size, len(data)))])
                 labels.append(batch.pop("labels"))
-                out = model(**batch, **({"time_steps": steps} if steps else {}))
+                out = run(**batch, **({"time_steps": steps} if steps and not args.convert else {}))
                 logits.append(out.logits.float())
                 if getattr(out, "spike_count", None) is not None:
                     spikes.append(out.spike_count.float())
@@ -295,6 +326,8 @@ def _eval(args: argparse.Namespace) -> int:
         if spiking:
             T = steps or model.config.time_steps
             line = f"T = {T}: {line}, {float(torch.cat(spikes).mean()):,.0f} spikes per passage"
+        elif args.convert:
+            line = f"converted, T = {steps}, LayerNorm {args.layernorm}: {line}"
         print(line, flush=True)
     return 0
 
