@@ -27,6 +27,7 @@ Run from the repository root (each command about 10 to 40 minutes on 2 cores)::
     .venv/bin/python benchmarks/bench_spikingbert.py train --workdir W --task genre --contender implicit
     ...
     .venv/bin/python benchmarks/bench_spikingbert.py memory --workdir W
+    .venv/bin/python benchmarks/bench_spikingbert.py cost --workdir W
     .venv/bin/python benchmarks/bench_spikingbert.py report --workdir W --write-results benchmarks/RESULTS.md
 
 Smoke run: ``train --quick`` (20 passages per play, 0.2 epoch).
@@ -234,6 +235,57 @@ def memory(args) -> None:
     path.write_text(json.dumps(rows, indent=1) + "\n")
 
 
+def bert_macs(config, mask: torch.Tensor) -> float:
+    """Multiply-accumulates of a BERT encoder on a padded batch: ``4d^2 + 2 d d_ff + 2 L d`` per token and block."""
+    tokens, length = float(mask.sum()), mask.shape[1]
+    d, d_ff = config.hidden_size, config.intermediate_size
+    return tokens * config.num_hidden_layers * (4 * d * d + 2 * d * d_ff + 2 * length * d)
+
+
+def cost(args) -> None:
+    """Spikes and energy per sequence of every contender trained so far, on the first passages of the test plays."""
+    from bt_neurons.accounting import MAC_PJ, track_spikes
+
+    rows = {}
+    for task_dir in sorted(p for p in Path(args.workdir).iterdir() if p.is_dir()):
+        task = shakespeare_task(task_dir.name, per_work=args.per_work)
+        _, tokenizer = load_minilm(len(task.labels))
+        data = PassageDataset(
+            task.test[:: max(1, len(task.test) // args.passages)][: args.passages], tokenizer
+        )
+        batch = DataCollatorWithPadding(tokenizer)([data[i] for i in range(len(data))])
+        batch.pop("labels")
+        teacher = BertForSequenceClassification.from_pretrained(task_dir / "teacher").eval()
+        ann = MAC_PJ * bert_macs(teacher.config, batch["attention_mask"]) / len(data)
+        rows[f"{task_dir.name}/teacher/-"] = {"spikes": None, "energy_pj": ann}
+        for contender in ("ann", "implicit", "bptt"):
+            folder = task_dir / f"{contender}-prediction"
+            if not folder.is_dir():
+                continue
+            student = SpikingBertForSequenceClassification.from_pretrained(folder).eval()
+            if not student.config.spiking:
+                energy = MAC_PJ * bert_macs(student.config, batch["attention_mask"]) / len(data)
+                rows[f"{task_dir.name}/{contender}/-"] = {"spikes": None, "energy_pj": energy}
+                continue
+            for T in EVAL_STEPS:
+                with torch.no_grad(), track_spikes() as stats:
+                    student(**batch, time_steps=T)
+                rows[f"{task_dir.name}/{contender}/{T}"] = {
+                    "spikes": stats.spikes / len(data),
+                    "energy_pj": stats.energy_pj / len(data),
+                }
+                print(task_dir.name, contender, T, rows[f"{task_dir.name}/{contender}/{T}"], flush=True)
+        for T in CONVERT_STEPS:
+            for layernorm in ("float", "spiking"):
+                model = convert_teacher(teacher, T, layernorm=layernorm)
+                with torch.no_grad(), track_spikes() as stats:
+                    model(**batch)
+                key = f"{task_dir.name}/converted/{T} (LN {layernorm})"
+                rows[key] = {"spikes": stats.spikes / len(data), "energy_pj": stats.energy_pj / len(data)}
+                print(key, rows[key], flush=True)
+    (Path(args.workdir) / "cost.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
 def fmt(value: float | None, spec: str = ".1%") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -257,19 +309,24 @@ def report_results(args) -> None:
         "float32 membranes. Accuracy on the test plays (validation in brackets).",
         "",
         "| contender | task | T | test acc (val) | majority | train time | spikes / sequence | "
-        "eval s / sequence |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "energy / sequence | eval s / sequence |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    costs_path = Path(args.workdir) / "cost.json"
+    costs = json.loads(costs_path.read_text()) if costs_path.is_file() else {}
     for contender in CONTENDERS:
         for task in tasks:
             r = results.get(f"{task}/{contender}")
             if r is None:
                 continue
             for T, ev in r["eval"].items():
+                c = costs.get(f"{task}/{contender}/{T}", {})
+                spikes = c.get("spikes", ev["test"]["spikes_per_sequence"])
+                energy = "-" if c.get("energy_pj") is None else f"{c['energy_pj'] / 1e6:.3g} uJ"
                 lines.append(
                     f"| {names[contender]} | {task} | {T} | {fmt(ev['test']['accuracy'])} "
                     f"({fmt(ev['validation']['accuracy'])}) | {fmt(r['majority'])} | "
-                    f"{r['train_seconds']:.0f} s | {fmt(ev['test']['spikes_per_sequence'], ',.0f')} | "
+                    f"{r['train_seconds']:.0f} s | {fmt(spikes, ',.0f')} | {energy} | "
                     f"{ev['test']['seconds_per_sequence']:.3f} |"
                 )
     mem = Path(args.workdir) / "memory.json"
@@ -317,6 +374,11 @@ def main(argv: list[str] | None = None) -> None:
     m = sub.add_parser("memory", help="autograd memory of one training step against T")
     m.add_argument("--workdir", required=True)
     m.add_argument("--threads", type=int, default=2)
+    c = sub.add_parser("cost", help="spikes and energy per sequence of every contender trained so far")
+    c.add_argument("--workdir", required=True)
+    c.add_argument("--per-work", type=int, default=60)
+    c.add_argument("--passages", type=int, default=64, help="test passages measured")
+    c.add_argument("--threads", type=int, default=2)
     r = sub.add_parser("report", help="the table of every contender trained so far")
     r.add_argument("--workdir", required=True)
     r.add_argument("--write-results", type=Path, metavar="PATH", help="update the section in this RESULTS.md")
@@ -329,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
         train(args)
     elif args.command == "memory":
         memory(args)
+    elif args.command == "cost":
+        cost(args)
     else:
         report_results(args)
 

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from bt_neurons import _checks
+from bt_neurons.accounting import record, tracking
 
 from .._inputs import check_input_ids
 from .._safe_loading import SafetensorsOnlyMixin
@@ -255,7 +256,43 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
                 self._propagate(current, mask, fire)
         finally:
             sj_functional.reset_net(self.neurons)
+        if tracking():
+            self._record_costs(counts, mask, steps)
         return counts
+
+    def _record_costs(self, counts: dict[str, Tensor], mask: Tensor, steps: int) -> None:
+        r"""Spikes, synaptic additions and dense MACs of one simulation, for `track_spikes`.
+
+        Per unpadded token, a spike of a block's input adds a column of
+        ``W_Q``, ``W_K``, ``W_V`` (``3d``) and enters the residual sum (1); of
+        ``S_K`` or ``S_V``, one addition per query (``L``: the real ``Q`` read
+        against a key spike, the probabilities summed over value spikes); of
+        ``S_A`` a column of ``W_O`` (``d``); of ``S_R`` one of ``W_I``
+        (``d_ff``) and the residual (1); of ``S_I`` one of ``W_2`` (``d``). The
+        last block's output reaches only the classifier. Dense per step and
+        token: the two LayerNorms (``2 x 2d``) and the softmax (``H L``). The
+        ANN twin's MACs are BERT's: ``4 d^2 + 2 d d_ff + 2 L d`` per token and block.
+        """
+        config = self.config
+        valid = mask[:, 0, 0, :] == 0  # [B, L]
+        tokens = float(valid.sum())
+        length = mask.shape[-1]
+        d, d_ff, blocks = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+        fan_out = {"key": length, "value": length, "attention": d, "attention_output": d_ff + 1}
+        fan_out |= {"intermediate": d, "output": 3 * d + 1}
+        for name, count in counts.items():
+            block, _, layer = name.partition("_")
+            if name == "embedding":
+                layer, block = "output", "-1"
+            spikes = float((count.detach().sum(-1) * valid).sum())
+            last = layer == "output" and int(block) == blocks - 1
+            macs = 0.0
+            if layer == "output" and int(block) >= 0:  # the ANN twin's cost of one block, charged once
+                macs = tokens * (4 * d * d + 2 * d * d_ff + 2 * length * d)
+            dense = (
+                steps * tokens * (2 * 2 * d + config.num_attention_heads * length) if layer == "key" else 0.0
+            )
+            record(f"spikingbert.{name}", spikes, 0.0 if last else spikes * fan_out[layer], macs, dense)
 
     def rate_map(self, current: Tensor, mask: Tensor, rates: dict[str, Tensor]) -> dict[str, Tensor]:
         """``F(a)``: the equilibrium rate each layer fires, given the rates ``a`` of the layers feeding it."""
