@@ -767,7 +767,7 @@ def test_save_approximator_refuses_and_writes_nothing(tmp_path, approx, name, er
         (
             dict(input_ids=torch.tensor([1, 2, 3])),
             ValueError,
-            r"input_ids must have shape \[batch, sequence\]",
+            r"input_ids must have shape \[batch, tokens\]",
         ),
         (dict(input_ids=torch.ones(1, 0, dtype=torch.long)), ValueError, "at least one token"),
         (dict(input_ids=torch.ones(1, 1, 3, dtype=torch.long)), ValueError, "input_ids must have shape"),
@@ -844,7 +844,7 @@ def test_model_forward_refuses(model, kwargs, error, message):
 @settings(max_examples=20, deadline=None)
 @given(shape=st.lists(st.integers(0, 3), max_size=4).filter(lambda s: len(s) != 2 or 0 in s[1:]))
 def test_input_ids_of_any_other_shape_are_refused(model, shape):
-    with pytest.raises(ValueError, match=r"input_ids must have shape \[batch, sequence\]"):
+    with pytest.raises(ValueError, match=r"input_ids must have shape \[batch, tokens\]"):
         model(input_ids=torch.ones(shape, dtype=torch.long), use_cache=False)
 
 
