@@ -405,7 +405,13 @@ def test_track_spikes_counts_the_spikes_additions_and_the_twins_macs():
     assert stats.macs == 2 * tokens * (4 * d * d + 2 * d * d_ff + 2 * length * d)  # BERT's, 2 blocks
     assert stats.dense_macs == 2 * 6 * tokens * (2 * 2 * d + 2 * length)  # LayerNorms and softmax, T = 6
     rows = stats.by_operator
-    fan_out = {"key": length, "value": length, "attention": d, "attention_output": d_ff + 1, "intermediate": d}
+    fan_out = {
+        "key": length,
+        "value": length,
+        "attention": d,
+        "attention_output": d_ff + 1,
+        "intermediate": d,
+    }
     for name, (spikes, additions, _, _) in rows.items():
         layer = name.removeprefix("spikingbert.").partition("_")[2] or "output"
         expected = 0.0 if name == "spikingbert.1_output" else spikes * fan_out.get(layer, 3 * d + 1)

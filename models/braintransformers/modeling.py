@@ -62,6 +62,7 @@ from transformers.models.llama.modeling_llama import (  # noqa: E402  isort: ski
 
 __all__ = ["BTSpikingForCausalLM", "BTSpikingModel", "BTSpikingPreTrainedModel"]
 
+
 def _synapsis(in_features: int, out_features: int, bias: bool, config: BTSpikingConfig) -> Synapsis:
     G = config.encoder_group_size or None
     pre = Quantizer(qmax=config.timesteps, group_size=G)
