@@ -74,55 +74,55 @@ class PretrainedApproximator(NeuronArrayApproximator):
 
 
 class SquareApproximator(PretrainedApproximator):
-    r"""$x^2$ (paper eq. 6), even: 16 neurons on $|x| \in [0, 16]$, 16 steps each; tangent line beyond."""
+    r"""$x^2$ (paper eq. 6), even: 32 power-law cells on $|x| \in [0, 16]$, 7 binary steps; tangent beyond."""
 
     target = "square"
 
 
 class SqrtApproximator(PretrainedApproximator):
-    r"""$\sqrt{x}$ (paper eq. 7): 128 neurons on a log partition of $[10^{-6}, 10^4]$, 16 steps each."""
+    r"""$\sqrt{x}$ (paper eq. 7): 128 neurons on a log partition of $[10^{-6}, 10^4]$, 7 binary steps each."""
 
     target = "sqrt"
 
 
 class SiLUApproximator(PretrainedApproximator):
-    r"""$x\,\sigma(x)$ (paper 2.7-2.8): 64 neurons on $[-8, 8]$, 16 steps each; 0 below, $x$ above."""
+    r"""$x\,\sigma(x)$ (paper 2.8): 16 curvature cells on $[-8, 8]$, 7 binary steps; 0 below, $x$ above."""
 
     target = "silu"
 
 
 class ExpApproximator(PretrainedApproximator):
-    r"""$e^x$ on softmax's range $[-16, 0]$: 64 neurons, 16 steps each; 0 below, $1 + x$ above."""
+    r"""$e^x$ on softmax's range $[-16, 0]$: 64 neurons x 7 binary steps; 0 below, $1 + x$ above."""
 
     target = "exp"
 
 
 class ReciprocalApproximator(PretrainedApproximator):
-    r"""$1/x$ on $[10^{-3}, 10^5]$ (log partition, 128 neurons, 16 steps); edge values outside."""
+    r"""$1/x$ on $[10^{-3}, 10^5]$ (128 log cells, 7 binary steps); edge values outside."""
 
     target = "reciprocal"
 
 
 class RSqrtApproximator(PretrainedApproximator):
-    r"""$1/\sqrt{x}$ on $[10^{-6}, 10^4]$ (log partition, 128 neurons, 16 steps); edge values outside."""
+    r"""$1/\sqrt{x}$ on $[10^{-6}, 10^4]$ (128 log cells, 7 binary steps); edge values outside."""
 
     target = "rsqrt"
 
 
 class SigmoidApproximator(PretrainedApproximator):
-    r"""$\sigma(x)$: 40 neurons on $[-10, 10]$, 16 steps each; 0 below, 1 above."""
+    r"""$\sigma(x)$: 16 neurons (curvature cells) on $[-10, 10]$, 7 binary steps; 0 below, 1 above."""
 
     target = "sigmoid"
 
 
 class TanhApproximator(PretrainedApproximator):
-    r"""$\tanh(x)$, odd: 24 neurons on $|x| \in [0, 6]$, 16 steps each; $\pm 1$ beyond."""
+    r"""$\tanh(x)$, odd: 12 neurons (curvature cells) on $|x| \in [0, 6]$, 7 binary steps; $\pm 1$ beyond."""
 
     target = "tanh"
 
 
 class GELUApproximator(PretrainedApproximator):
-    r"""GELU (exact erf form): 64 neurons on $[-8, 8]$, 16 steps each; 0 below, $x$ above."""
+    r"""GELU (exact erf form): 16 curvature cells on $[-8, 8]$, 7 binary steps; 0 below, $x$ above."""
 
     target = "gelu"
 

@@ -7,9 +7,12 @@ Examples::
     bt-fit mypkg.mymodule:myfunc --domain -4 4   # your own function, imported by path
                                                  # (from the current folder too)
     bt-fit exp --neurons 32 --timesteps 8 --out fitted/
+    bt-fit mypkg.mymodule:myfunc --domain -4 4 --neurons 16 --spikes 3 --pareto
 
 It writes ``<name>.safetensors``, ``<name>.json`` and ``<name>.png`` to
-``--out`` (default: the current folder), all three or none; files of that
+``--out`` (default: the current folder), with ``--pareto`` also
+``<name>-pareto.md`` / ``.csv`` / ``.png`` (the error / spikes / neurons
+trade-off of the target), all of them or none; files of that
 name already there are kept unless ``--force`` is given. Exit status: 0 done,
 1 the run failed (e.g. a file could not be written), 2 a usage error, 130
 Ctrl-C (see `bt_neurons._commands`).
@@ -36,7 +39,10 @@ if TYPE_CHECKING:
 
 __all__ = ["main", "resolve_function"]
 
-#: The most neurons ``--neurons`` accepts (the shipped approximators use 64).
+#: The spike budgets ``--pareto`` sweeps (mean spikes per evaluation).
+PARETO_BUDGETS = (1, 2, 3, 4, 6)
+
+#: The most neurons ``--neurons`` accepts (the shipped approximators use up to 128).
 MAX_NEURONS = 16384
 
 
@@ -158,9 +164,15 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _outputs(out: Path, name: str, force: bool) -> list[Path]:
-    """The three output paths; refuses folders in their way, and existing files unless ``force``."""
-    paths = [out / f"{name}{suffix}" for suffix in (".safetensors", ".json", ".png")]
+def _outputs(out: Path, name: str, force: bool, pareto: bool = False) -> list[Path]:
+    """The output paths (three, six with ``pareto``).
+
+    Refuses folders in their way, and existing files unless ``force``.
+    """
+    suffixes = [".safetensors", ".json", ".png"]
+    if pareto:
+        suffixes += ["-pareto.md", "-pareto.csv", "-pareto.png"]
+    paths = [out / f"{name}{suffix}" for suffix in suffixes]
     folders = [p.name for p in paths if p.is_dir()]
     if folders:
         raise CLIError(f"--out {str(out)!r} holds a folder named {folders[0]!r}: bt-fit writes a file there")
@@ -208,7 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--partition",
-        choices=["linear", "log", "power"],
+        choices=["linear", "log", "power", "curvature"],
         help=f"how the domain is split {target_default('partition', listed=False)}",
     )
     p.add_argument(
@@ -221,7 +233,27 @@ def _parser() -> argparse.ArgumentParser:
         choices=["abs", "rel"],
         help=f"minimise absolute or relative error {target_default('metric', listed=False)}",
     )
-    p.add_argument("--steps", type=int, default=300, help="gradient-descent steps")
+    p.add_argument(
+        "--coding",
+        choices=["level", "binary"],
+        help="level: staircase neurons; binary: resetting neurons whose spikes are a binary expansion "
+        f"{target_default('coding', listed=False)}",
+    )
+    p.add_argument(
+        "--spikes",
+        type=float,
+        help="budget of mean spikes per evaluation on the input distribution; picks the most time steps "
+        "within it (binary coding, implied; default: none, the target's --timesteps)",
+    )
+    p.add_argument(
+        "--pareto",
+        action="store_true",
+        help="also sweep neurons x spike budgets and write <name>-pareto.md/.csv/.png "
+        "(error vs spikes vs neurons)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=300, help="gradient-descent steps (binary: any > 0 refines the edges)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the measured samples")
     p.add_argument("--out", default=".", help="output folder (default: the current folder)")
     p.add_argument("--name", help="file stem of the outputs (default: the target's name)")
@@ -269,6 +301,10 @@ def _run(args: argparse.Namespace) -> int:
         raise CLIError(f"--timesteps must be <= 64, got {args.timesteps}")
     if args.neurons is not None and args.neurons > MAX_NEURONS:
         raise CLIError(f"--neurons must be <= {MAX_NEURONS}, got {args.neurons}")
+    if args.spikes is not None and not (math.isfinite(args.spikes) and args.spikes > 0):
+        raise CLIError(f"--spikes must be a number > 0, got {args.spikes:g}")
+    if args.spikes is not None and args.coding == "level":
+        raise CLIError("--spikes (a spike budget) needs --coding binary")
     if args.steps < 0:
         raise CLIError(f"--steps must be >= 0, got {args.steps}")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
@@ -278,7 +314,7 @@ def _run(args: argparse.Namespace) -> int:
     name = _check_name(args.name if args.name is not None else spec.name)
     out = Path(args.out)
     _check_out(out)
-    png = _outputs(out, name, args.force)[-1]
+    png = _outputs(out, name, args.force, args.pareto)[2]
 
     start = time.perf_counter()
     try:
@@ -290,6 +326,8 @@ def _run(args: argparse.Namespace) -> int:
             partition=args.partition,
             symmetry=args.symmetry,
             metric=args.metric,
+            coding=args.coding,
+            spikes=args.spikes,
             steps=args.steps,
             seed=args.seed,
             device=args.device,
@@ -323,6 +361,27 @@ def _run(args: argparse.Namespace) -> int:
             lambda p: plot_fit(approx, spec.fn, spec.full_domain, p, title=f"bt-fit {spec.name}"),
         )
     )
+    if args.pareto:
+        from .pareto import pareto_front, pareto_writers
+
+        sizes = sorted(
+            {max(1, approx.neurons // 4), max(1, approx.neurons // 2), approx.neurons, 2 * approx.neurons}
+        )
+        print(f"Pareto sweep: {sizes} neurons x spike budgets {list(PARETO_BUDGETS)}")
+        sweep = {k: v for k, v in (("domain", tuple(args.domain) if args.domain else None),) if v is not None}
+        points = pareto_front(
+            spec,
+            neurons=sizes,
+            spikes=PARETO_BUDGETS,
+            progress=None if args.quiet else print,
+            partition=args.partition,
+            symmetry=args.symmetry,
+            metric=args.metric,
+            steps=args.steps,
+            seed=args.seed,
+            **sweep,
+        )
+        writers += pareto_writers(points, out, name)
     files = atomic_write_files(writers)
     print("wrote " + ", ".join(str(p) for p in files))
     return 0

@@ -27,6 +27,14 @@ already optimal to within the grid's resolution and the descent changes the
 error by less than 0.1%; it matters for coarse arrays and wiggly targets
 (``sin(3x) + 0.3x`` with 8 neurons x 8 steps: 16% lower squared error).
 
+With ``coding="binary"`` (every built-in since bt-neurons 0.6) the neurons
+reset and their spikes are a binary expansion; the fit is then the closed
+form of `binary_fit`: cells placed from the target's curvature and the input
+distribution (``partition="curvature"``) or by a named partition, refined by
+coordinate descent on the edges (``steps > 0``), and least-squares biases
+and amplitudes per cell. A spike budget (``spikes``) picks the most steps
+whose mean spike count on the input distribution stays within it.
+
 Deterministic: the same settings give the same parameters on the same machine.
 """
 
@@ -43,7 +51,10 @@ from .neuron_array import NeuronArrayApproximator
 from .partition import make_edges
 from .targets import TargetSpec
 
-__all__ = ["fit_approximator", "FitResult"]
+__all__ = ["fit_approximator", "FitResult", "FIT_PARTITIONS"]
+
+#: The partitions the fitter accepts: `partition.make_edges`'s and ``"curvature"`` (placed from the target).
+FIT_PARTITIONS = ("linear", "power", "log", "curvature")
 
 
 @dataclass
@@ -135,6 +146,8 @@ def fit_approximator(
     device: str | torch.device = "cpu",
     progress: bool = False,
     name: str | None = None,
+    coding: str | None = None,
+    spikes: float | None = None,
 ) -> FitResult:
     """Fit a `NeuronArrayApproximator` to ``target``.
 
@@ -145,10 +158,13 @@ def fit_approximator(
             for even / odd targets, the range of ``|x|``).
         neurons: number of neurons ``P``.
         timesteps: steps per neuron ``T`` (spikes per evaluation are at most ``T``).
-        partition: ``"linear"``, ``"log"``, ``"power"`` or explicit edges.
+        partition: ``"linear"``, ``"log"``, ``"power"``, ``"curvature"`` (cells
+            placed where the target bends and the inputs fall; binary coding
+            only) or explicit edges.
         symmetry: ``"none"``, ``"even"`` or ``"odd"``.
         metric: ``"abs"`` or ``"rel"``: which error the fit minimises.
-        steps: gradient-descent steps (0 keeps the initialisation).
+        steps: gradient-descent steps (0 keeps the initialisation); in binary
+            coding, any ``steps > 0`` refines the cell edges by coordinate descent.
         seed: seed of the input samples the report's relative L2 and spike
             figures are measured on (the fit itself uses a fixed grid and no
             randomness, so it is deterministic).
@@ -157,6 +173,11 @@ def fit_approximator(
         device: where to fit (``"cpu"`` or ``"cuda"``).
         progress: show a tqdm progress bar.
         name: label of the result (default: the target's name).
+        coding: ``"level"`` or ``"binary"`` (default: the target's; ``"binary"``
+            when ``spikes`` is given).
+        spikes: a budget of mean spikes per evaluation on the input
+            distribution (binary coding): ``T`` becomes the most steps within
+            it (at most ``timesteps`` when that is given, else 64).
 
     Returns:
         A `FitResult`.
@@ -168,7 +189,7 @@ def fit_approximator(
     """
     from bt_neurons import _checks
 
-    from .neuron_array import SYMMETRIES
+    from .neuron_array import CODINGS, SYMMETRIES
     from .targets import get_target
 
     # every setting is checked before any work is done
@@ -177,7 +198,7 @@ def fit_approximator(
     if neurons is not None:
         neurons = _checks.check_timesteps("neurons", neurons)
     if timesteps is not None:
-        timesteps = _checks.check_int("timesteps", timesteps, 2, 64)
+        timesteps = _checks.check_int("timesteps", timesteps, 1, 64)  # level coding needs 2 (below)
     if symmetry is not None:
         _checks.check_choice("symmetry", symmetry, SYMMETRIES)
     seed = _checks.check_int("seed", seed)
@@ -185,6 +206,13 @@ def fit_approximator(
     _checks.check_number("lr", lr)
     _checks.check_positive("lr", lr)
     _checks.check_bool("progress", progress)
+    if coding is not None:
+        _checks.check_choice("coding", coding, CODINGS)
+    if spikes is not None:
+        spikes = _checks.check_number("spikes", spikes)
+        _checks.check_positive("spikes", spikes)
+        if coding == "level":
+            raise ValueError("spikes (a spike budget) needs coding='binary'")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str or None, got {type(name).__name__}")
     if isinstance(target, str):
@@ -205,10 +233,14 @@ def fit_approximator(
         "partition": partition,
         "symmetry": symmetry,
         "metric": metric,
+        "coding": coding or ("binary" if spikes is not None else None),
     }
     spec = _replace(spec, **{k: v for k, v in overrides.items() if v is not None})
     if spec.metric not in ("abs", "rel"):
         raise ValueError(f"metric must be 'abs' or 'rel', got {spec.metric!r}")
+    _checks.check_choice("coding", spec.coding, CODINGS)
+    if spec.partition == "curvature" and spec.coding != "binary":
+        raise ValueError("partition='curvature' is fitted for coding='binary' only")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     try:
@@ -220,6 +252,10 @@ def fit_approximator(
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but CUDA is not available")
 
+    if spec.coding == "binary":
+        T = _checks.check_int("timesteps", spec.timesteps, 1, 64)
+        _checks.check_choice("symmetry", spec.symmetry, SYMMETRIES)
+        return _fit_binary(spec, T, spikes, steps, seed, name, cap=timesteps is not None)
     T = _checks.check_int("timesteps", spec.timesteps, 2, 64)  # a TargetSpec's own settings too
     _checks.check_choice("symmetry", spec.symmetry, SYMMETRIES)
     edges = make_edges(spec.domain, spec.neurons, spec.partition).to(device)
@@ -295,6 +331,7 @@ def fit_approximator(
         "partition": spec.partition if isinstance(spec.partition, str) else list(spec.partition),
         "symmetry": spec.symmetry,
         "metric": spec.metric,
+        "coding": "level",
         "left_tail": list(spec.left_tail),
         "right_tail": list(spec.right_tail),
         "steps": steps,
@@ -304,6 +341,100 @@ def fit_approximator(
         "initial_loss": loss0.item(),
         "final_loss": best.item(),
         "used_gradient_descent_result": bool(steps) and not torch.equal(thr, thr0),
+    }
+    return FitResult(approx, report, settings)
+
+
+def _checked_values(spec: TargetSpec, z: Tensor) -> Tensor:
+    y = spec.fn(z)
+    if not isinstance(y, Tensor) or y.shape != z.shape:
+        raise ValueError(f"target {spec.name!r} must return a tensor shaped like its input")
+    y = y.to(torch.float64)
+    if not bool(torch.isfinite(y).all()):
+        bad = z[~torch.isfinite(y)][0].item()
+        raise ValueError(
+            f"target {spec.name!r} is not finite on its domain {spec.domain} (e.g. at x={bad:g})"
+        )
+    return y
+
+
+def _fit_binary(
+    spec: TargetSpec, T: int, spikes: float | None, steps: int, seed: int, name: str | None, *, cap: bool
+) -> FitResult:
+    """The binary-coding fit (see `binary_fit`): cells, steps within the budget, least squares."""
+    from .binary_fit import BinaryFitData, binary_spikes, curvature_edges, fit_cells, refine_edges
+
+    def fn(z: Tensor) -> Tensor:
+        return _checked_values(spec, z)
+
+    label, sample = spec.sampler()
+    # the fit's own samples: another seed than the report's, so the report is not measured on its training set
+    xs = sample(200_000, torch.Generator().manual_seed(seed + 1)).to(torch.float32).to(torch.float64)
+    zs = xs.abs() if spec.symmetry != "none" else xs
+    lo, hi = spec.domain
+    fn(
+        torch.linspace(lo, hi, 1001, dtype=torch.float64)
+    )  # a clear error for a target not finite on its domain
+    if spec.partition == "curvature":
+        edges = curvature_edges(fn, spec.domain, spec.neurons, zs)
+    else:
+        edges = make_edges(spec.domain, spec.neurons, spec.partition)
+    edges = edges.to(torch.float32).to(torch.float64)
+    data = BinaryFitData.build(fn, spec.domain, zs, spec.metric)
+    inside = zs[(zs >= lo) & (zs <= hi)]
+
+    if spikes is not None:
+        # mean spikes after t steps, t = 1 .. top: one run of the expansion (the count only grows with t)
+        top = T if cap else 64
+        k = (torch.bucketize(inside, edges, right=True) - 1).clamp(0, len(edges) - 2)
+        r = ((inside - edges[k]) / (edges[k + 1] - edges[k])).to(torch.float32).clamp(0, 1 - 2**-24)
+        per_step = binary_spikes(r, 0.5 ** torch.arange(1, top + 1, dtype=torch.float64)).sum(0)
+        mean = (per_step.cumsum(0) / max(len(zs), 1)).tolist()
+        fits = [t + 1 for t, m in enumerate(mean) if m <= spikes]
+        if not fits:
+            raise ValueError(f"spikes={spikes:g} is below what one step costs ({mean[0]:.2f})")
+        T = fits[-1]
+    thresholds = 0.5 ** torch.arange(1, T + 1, dtype=torch.float64)
+    bias, amps, cell_loss = fit_cells(data, edges, thresholds)
+    loss0 = cell_loss.sum()
+    best = loss0
+    if steps:
+        refined, loss1 = refine_edges(data, edges, thresholds)
+        if loss1 < loss0:
+            edges, best = refined.to(torch.float32).to(torch.float64), loss1
+            bias, amps, _ = fit_cells(data, edges, thresholds)
+    P = len(edges) - 1
+    approx = NeuronArrayApproximator(
+        edges.to(torch.float32),
+        T,
+        symmetry=spec.symmetry,
+        left_tail=spec.left_tail,
+        right_tail=spec.right_tail,
+        thresholds=thresholds.to(torch.float32).expand(P, T),
+        amplitudes=amps.to(torch.float32),
+        bias=bias.to(torch.float32),
+        coding="binary",
+        name=name or spec.name,
+    )
+    report = evaluate(approx, spec.fn, spec.full_domain, spec.sampler(), seed=seed)
+    scale = (data.w * data.y**2).sum().clamp_min(1e-300)
+    settings = {
+        "target": spec.name,
+        "domain": list(spec.domain),
+        "neurons": P,
+        "timesteps": T,
+        "partition": spec.partition if isinstance(spec.partition, str) else list(spec.partition),
+        "symmetry": spec.symmetry,
+        "metric": spec.metric,
+        "coding": "binary",
+        "spikes": spikes,
+        "left_tail": list(spec.left_tail),
+        "right_tail": list(spec.right_tail),
+        "steps": steps,
+        "seed": seed,
+        "initial_loss": (loss0 / scale).item(),
+        "final_loss": (best / scale).item(),
+        "refined_edges": bool(steps) and bool(best < loss0),
     }
     return FitResult(approx, report, settings)
 

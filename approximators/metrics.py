@@ -27,6 +27,8 @@ class ApproximationReport:
         distribution: name of that distribution.
         spikes_per_eval: mean number of spikes per input under the distribution.
         max_spikes: the most spikes any input makes (at most ``T``).
+        additions_per_eval: mean additions per input besides the spikes: the
+            routing synapse's bias (binary coding) or a tail's linear map.
     """
 
     max_abs: float
@@ -36,6 +38,7 @@ class ApproximationReport:
     distribution: str
     spikes_per_eval: float
     max_spikes: int
+    additions_per_eval: float = 0.0
 
     def as_dict(self) -> dict[str, float | str | int]:
         return asdict(self)
@@ -49,7 +52,8 @@ class ApproximationReport:
             if self.max_rel == self.max_rel
             else "max rel error    n/a (the target is 0 or changes sign on the domain)",
             f"relative L2      {self.rel_l2:.3%}   (x ~ {self.distribution})",
-            f"spikes / eval    {self.spikes_per_eval:.2f}   (at most {self.max_spikes})",
+            f"spikes / eval    {self.spikes_per_eval:.2f}   (at most {self.max_spikes}; "
+            f"plus {self.additions_per_eval:.2f} bias / tail additions)",
         ]
 
 
@@ -87,6 +91,7 @@ def evaluate(
         ys = approx.count(xs).double()
         fs = fn(xs.double())
         spikes = approx.spikes_per_input(xs).double()
+        additions = approx.base_additions_per_input(xs).double()
     return ApproximationReport(
         max_abs=err.max().item(),
         rmse=err.pow(2).mean().sqrt().item(),
@@ -95,4 +100,5 @@ def evaluate(
         distribution=name,
         spikes_per_eval=spikes.mean().item(),
         max_spikes=int(spikes.max().item()),
+        additions_per_eval=additions.mean().item(),
     )

@@ -29,13 +29,35 @@ Outside the domain the approximator follows the target's linear asymptote
 map of the input, which in a spiking network is a synapse, not a neuron. Its
 contribution is emitted at step 0.
 
+**Binary coding** (``coding="binary"``). A staircase of ``T`` levels costs
+up to ``T`` spikes; the few-spike idea (Stoeckl & Maass 2021) is to let the
+neuron *reset*, so that its spikes form a binary expansion of its input. With
+``coding="binary"`` neuron ``k`` is a `CustomNeuronNode` with decay
+$\lambda = 1$, subtractive reset by its threshold, and the current
+$r = u - 1 \in [0, 1)$ injected at step 0 only:
+
+$$
+h_0 = r, \qquad S_t = [h_t \ge \theta_{k,t}], \qquad
+h_{t+1} = h_t - \theta_{k,t} S_t, \qquad
+y(x) = s(x)\Big(b_k + \sum_{t<T} A_{k,t} S_t\Big).
+$$
+
+With the default thresholds $\theta_{k,t} = 2^{-(t+1)}$ the spikes are
+the first ``T`` binary digits of ``r``: ``2**T`` levels per cell for about
+``T / 2`` spikes. The cell's base value $b_k$ (``bias``) is carried by
+the synapse that routes the input to its neuron: one addition, no spike.
+``spikes_per_input`` counts the spikes only; `metrics.evaluate` reports the
+bias addition beside them.
+
 **Count path.** Because ``u`` lies in ``[1, 2)``, comparing it with a
 threshold is the same as comparing the integer bit patterns of the two
 float32 numbers. Every threshold becomes the integer key
 ``k * 2**24 + bits(theta) - bits(1.0)``; one sorted search over the ``P (T + 1)``
 keys finds, for every input, how many of its neuron's thresholds it has
 reached and the cumulative amplitude. This is exactly what the spike path
-computes, for every input, without stepping.
+computes, for every input, without stepping. In binary coding the count path
+runs the same ``T`` float32 updates as the spike path, on every input at
+once: the spikes are identical.
 """
 
 from __future__ import annotations
@@ -47,9 +69,10 @@ from torch import Tensor, nn
 from bt_neurons import _checks
 from bt_neurons.functional import custom_neuron_step
 
-__all__ = ["NeuronArrayApproximator", "SYMMETRIES"]
+__all__ = ["NeuronArrayApproximator", "SYMMETRIES", "CODINGS"]
 
 SYMMETRIES = ("none", "even", "odd")
+CODINGS = ("level", "binary")
 _ONE_BITS = 0x3F800000  # bits of float32 1.0
 _BLOCK = 1 << 24  # key space per neuron
 _MANTISSA = 1 << 23  # keys of u in [1, 2) are 0 .. 2**23 - 1
@@ -91,9 +114,15 @@ class NeuronArrayApproximator(base.MemoryModule):
             (``y(-x) = -y(x)``); with a symmetry the edges cover ``|x|``.
         left_tail: ``(slope, intercept)`` of ``y`` for ``z < e_0``.
         right_tail: ``(slope, intercept)`` of ``y`` for ``z > e_P``.
-        thresholds: initial ``[P, T]`` thresholds (default: step 0 at 0.5, the
-            others evenly spread over ``(1, 2)``).
+        thresholds: initial ``[P, T]`` thresholds (default: level coding, step 0 at
+            0.5 and the others evenly spread over ``(1, 2)``; binary coding,
+            $2^{-(t+1)}$; binary thresholds must be > 0).
         amplitudes: initial ``[P, T]`` amplitudes (default zeros).
+        coding: ``"level"`` (a staircase: no reset, constant current) or
+            ``"binary"`` (subtractive reset, current at step 0: the spikes are a
+            binary expansion); see the module docs.
+        bias: ``[P]`` base value of each cell, added by the routing synapse at
+            step 0 without a spike (default zeros).
         path: ``"count"`` or ``"spike"``.
         step_mode: ``"m"`` or ``"s"`` (spike path).
         surrogate_function: surrogate of the spike path (default ``surrogate.ATan()``).
@@ -116,6 +145,8 @@ class NeuronArrayApproximator(base.MemoryModule):
         surrogate_function: surrogate.SurrogateFunctionBase | None = None,
         name: str = "custom",
         check_finite: bool = True,
+        coding: str = "level",
+        bias: Tensor | None = None,
     ) -> None:
         super().__init__()
         T = _checks.check_timesteps("timesteps", timesteps)
@@ -123,6 +154,7 @@ class NeuronArrayApproximator(base.MemoryModule):
             raise ValueError(f"timesteps must be <= 64, got {T}")
         _checks.check_choice("symmetry", symmetry, SYMMETRIES)
         _checks.check_choice("path", path, ("count", "spike"))
+        _checks.check_choice("coding", coding, CODINGS)
         self.step_mode = _checks.check_choice("step_mode", step_mode, ("s", "m"))
         _checks.check_bool("check_finite", check_finite)
         if not isinstance(name, str):
@@ -138,7 +170,9 @@ class NeuronArrayApproximator(base.MemoryModule):
         if symmetry != "none" and edges[0].item() < 0:
             raise ValueError(f"with symmetry={symmetry!r} the edges cover |x| and must start at >= 0")
         P = len(edges) - 1
-        if thresholds is None:
+        if thresholds is None and coding == "binary":
+            thresholds = (0.5 ** torch.arange(1, T + 1, dtype=torch.float64)).expand(P, T)
+        elif thresholds is None:
             thresholds = torch.empty(P, T)
             thresholds[:, 0] = 0.5
             thresholds[:, 1:] = 1 + torch.arange(1, T) / T
@@ -146,6 +180,10 @@ class NeuronArrayApproximator(base.MemoryModule):
             amplitudes = torch.zeros(P, T)
         thresholds = _as_float32("thresholds", thresholds)
         amplitudes = _as_float32("amplitudes", amplitudes)
+        bias = torch.zeros(P) if bias is None else _as_float32("bias", bias)
+        if tuple(bias.shape) != (P,):
+            raise ValueError(f"bias must have shape [P] = [{P}], got {tuple(bias.shape)}")
+        _checks.check_finite("bias", bias)
         tails = {}
         for nm, tail in (("left_tail", left_tail), ("right_tail", right_tail)):
             if isinstance(tail, torch.Tensor):
@@ -158,11 +196,15 @@ class NeuronArrayApproximator(base.MemoryModule):
             if tuple(t.shape) != (P, T):
                 raise ValueError(f"{nm} must have shape [P, T] = [{P}, {T}], got {tuple(t.shape)}")
             _checks.check_finite(nm, t)
+        if coding == "binary" and not bool((thresholds > 0).all()):
+            raise ValueError("with coding='binary' every threshold must be > 0 (the neuron resets by it)")
         self.register_buffer("edges", edges)
         self.register_buffer("left_tail", torch.tensor(tails["left_tail"], dtype=torch.float32))
         self.register_buffer("right_tail", torch.tensor(tails["right_tail"], dtype=torch.float32))
         self.thresholds = nn.Parameter(thresholds)
         self.amplitudes = nn.Parameter(amplitudes)
+        self.bias = nn.Parameter(bias)
+        self.coding = coding
         # steps since reset: a 0-d int64 tensor (reset with functional.reset_net, read as data when compiled)
         self.register_memory("t", torch.zeros((), dtype=torch.long))
         self.T = T
@@ -179,6 +221,20 @@ class NeuronArrayApproximator(base.MemoryModule):
         return len(self.edges) - 1
 
     @property
+    def parameter_count(self) -> int:
+        """Numbers that define the approximator: edges, amplitudes, biases, thresholds and tails.
+
+        Level coding: ``(P + 1) + 2 P T + 4``. Binary coding: ``(P + 1) + P T + P``
+        plus ``T`` thresholds when every neuron shares them (the default powers of
+        two), else ``P T``; plus the 4 tail numbers.
+        """
+        P, T = self.neurons, self.T
+        if self.coding == "level":
+            return (P + 1) + 2 * P * T + 4
+        shared = bool((self.thresholds == self.thresholds[:1]).all())
+        return (P + 1) + P * T + P + (T if shared else P * T) + 4
+
+    @property
     def domain(self) -> tuple[float, float]:
         """``(e_0, e_P)``: the range of ``z`` covered by neurons."""
         return self.edges[0].item(), self.edges[-1].item()
@@ -186,7 +242,8 @@ class NeuronArrayApproximator(base.MemoryModule):
     def extra_repr(self) -> str:
         return (
             f"name={self.name!r}, neurons={self.neurons}, T={self.T}, domain={self.domain}, "
-            f"symmetry={self.symmetry!r}, path={self.path!r}, step_mode={self.step_mode!r}"
+            f"symmetry={self.symmetry!r}, coding={self.coding!r}, path={self.path!r}, "
+            f"step_mode={self.step_mode!r}"
         )
 
     def supported_step_mode(self):
@@ -237,6 +294,8 @@ class NeuronArrayApproximator(base.MemoryModule):
 
     # -------------------------------------------------------------- spike path
     def single_step_functional_forward(self, inputs, states, **kwargs):
+        if self.coding == "binary":
+            return self._binary_step(inputs, states)
         x = inputs[0]
         t = states[0]
         self._check_step(t, "call functional.reset_net(net) first")
@@ -268,6 +327,67 @@ class NeuronArrayApproximator(base.MemoryModule):
         if sign is not None:
             out = out * sign
         return (out.to(x.dtype),), (t + 1, *states[1:])
+
+    def _step_parameters(self, t: int | Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """``(theta_{k,t}, A_{k,t})`` of each input's neuron at step ``t``."""
+        if isinstance(t, Tensor):  # the step memory (a gather: no Python int)
+            step = t.to(self.thresholds.device).reshape(1)
+            return self.thresholds.index_select(1, step)[:, 0][k], self.amplitudes.index_select(1, step)[
+                :, 0
+            ][k]
+        return self.thresholds[:, t][k], self.amplitudes[:, t][k]
+
+    def _binary_step(self, inputs, states):
+        r"""One step of binary coding: the membrane $h_t$, then the neuron's spike at step ``t``.
+
+        $h_t = r - \sum_{s<t} \theta_s S_s$ is a function of the step-0 current
+        ``r`` and ``t``, so it is rebuilt from ``r`` at every step (the same float32
+        updates as the count path) instead of being kept as a memory: the module's
+        only state is the step counter, and a compiled step has one graph.
+        """
+        x = inputs[0]
+        t = states[0]
+        self._check_step(t, "call functional.reset_net(net) first")
+        k, u, inside, z = self.route(x)
+        h = (u - 1) + (x.to(torch.float32) - x.to(torch.float32).detach()) * self._input_gain(x, k)
+        step = t if isinstance(t, Tensor) else torch.tensor(t)
+        for s in range(self.T):  # the resets of the steps before t
+            theta_s = self.thresholds.detach()[:, s][k]
+            fired = (h.detach() >= theta_s) & (step > s)
+            h = h - theta_s * fired
+        theta, amp = self._step_parameters(t, k)
+        out, _, _ = custom_neuron_step(
+            h,
+            torch.zeros((), dtype=h.dtype),
+            theta,
+            torch.zeros(()),
+            amp,
+            amp,
+            self.surrogate_function,
+            reset=False,
+        )
+        first = step == 0
+        base = torch.where(inside, self.bias[k], self._tails(x, z))
+        out = torch.where(inside, out, torch.zeros_like(out)) + torch.where(
+            first, base, torch.zeros_like(base)
+        )
+        sign = self._sign(x)
+        if sign is not None:
+            out = out * sign
+        return (out.to(x.dtype),), (t + 1, *states[1:])
+
+    def _binary_run(self, k: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """``(b_k + sum_t A_{k,t} S_t, spike count)`` for neurons ``k`` at currents ``u`` (``T`` updates)."""
+        h = u - 1
+        value = self.bias[k]
+        count = torch.zeros_like(k)
+        for t in range(self.T):
+            theta, amp = self.thresholds[:, t][k], self.amplitudes[:, t][k]
+            fired = h >= theta
+            value = value + amp * fired
+            h = h - theta * fired
+            count = count + fired
+        return value, count
 
     def _input_gain(self, x: Tensor, k: Tensor) -> Tensor:
         """``du/dx`` inside the cell (for surrogate gradients to the input)."""
@@ -337,9 +457,11 @@ class NeuronArrayApproximator(base.MemoryModule):
         """
         self._check_input(x, 0, "[N, *]")
         k, u, inside, z = self.route(x)
-        _, values, _ = self._table()
-        idx = self._lookup(k, u)
-        inner = values[idx].to(torch.float32)
+        if self.coding == "binary":
+            inner = self._binary_run(k, u)[0]
+        else:
+            _, values, _ = self._table()
+            inner = values[self._lookup(k, u)].to(torch.float32)
         out = torch.where(inside, inner, self._tails(x, z))
         sign = self._sign(x)
         if sign is not None:
@@ -353,9 +475,12 @@ class NeuronArrayApproximator(base.MemoryModule):
         with torch.no_grad():
             P = self.neurons
             ks = torch.arange(P, device=x.device)
-            _, values, _ = self._table()
-            bottom = values[self._lookup(ks, torch.ones(P, device=x.device))]
-            top = values[self._lookup(ks, torch.full((P,), _BELOW_TWO, device=x.device))]
+            lo, hi = torch.ones(P, device=x.device), torch.full((P,), _BELOW_TWO, device=x.device)
+            if self.coding == "binary":
+                bottom, top = self._binary_run(ks, lo)[0].double(), self._binary_run(ks, hi)[0].double()
+            else:
+                _, values, _ = self._table()
+                bottom, top = values[self._lookup(ks, lo)], values[self._lookup(ks, hi)]
             slope = ((top - bottom) / (self.edges[1:] - self.edges[:-1]).double()).to(torch.float32)
             tail = torch.where(z < self.edges[0], self.left_tail[0], self.right_tail[0])
             dz = torch.where(inside, slope[k], tail)  # dy/dz
@@ -367,8 +492,22 @@ class NeuronArrayApproximator(base.MemoryModule):
         self._check_input(x, 0, "[N, *]")
         with torch.no_grad():
             k, u, inside, _ = self.route(x)
-            counts = self._table()[2]
-            return torch.where(inside, counts[self._lookup(k, u)], torch.zeros_like(k))
+            counts = (
+                self._binary_run(k, u)[1] if self.coding == "binary" else self._table()[2][self._lookup(k, u)]
+            )
+            return torch.where(inside, counts, torch.zeros_like(k))
+
+    def base_additions_per_input(self, x: Tensor) -> Tensor:
+        """Additions each input costs besides its spikes: 1 where a bias or tail is added, else 0.
+
+        Binary coding adds the cell's bias $b_k$ inside the domain; both codings
+        add a tail's linear map outside it (a synapse, not a neuron). Level
+        coding's base level is a spike (counted by `spikes_per_input`).
+        """
+        self._check_input(x, 0, "[N, *]")
+        with torch.no_grad():
+            _, _, inside, _ = self.route(x)
+            return torch.where(inside, int(self.coding == "binary"), 1).to(torch.long)
 
     # ------------------------------------------------------------------ files
     @staticmethod
@@ -378,6 +517,8 @@ class NeuronArrayApproximator(base.MemoryModule):
 
         tensors, meta = read_approximator_files(stem)
         args = dict(
+            coding=str(meta.get("coding", "level")),
+            bias=tensors.get("bias"),
             edges=tensors["edges"],
             timesteps=int(meta["timesteps"]),
             symmetry=meta["symmetry"],

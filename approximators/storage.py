@@ -30,11 +30,13 @@ __all__ = [
 
 FORMAT_VERSION = 1
 _TENSORS = ("edges", "thresholds", "amplitudes", "left_tail", "right_tail")
+_OPTIONAL_TENSORS = ("bias",)  # files written before binary coding have none (zeros)
 _REQUIRED = ("format_version", "target", "timesteps", "symmetry")
 
 
 def _tensors(approx) -> dict[str, torch.Tensor]:
-    tensors = {name: getattr(approx, name).detach().to(torch.float32).cpu().contiguous() for name in _TENSORS}
+    names = _TENSORS + _OPTIONAL_TENSORS
+    tensors = {name: getattr(approx, name).detach().to(torch.float32).cpu().contiguous() for name in names}
     for name, t in tensors.items():  # a file that would not load again is not written
         _checks.check_finite(f"the approximator's {name}", t)
     return tensors
@@ -76,6 +78,7 @@ def approximator_writers(
         timesteps=approx.T,
         neurons=approx.neurons,
         symmetry=approx.symmetry,
+        coding=approx.coding,
         target=meta.get("target", approx.name),
     )
     tensors = _tensors(approx)
@@ -118,9 +121,13 @@ def _check_contents(st: Path, js: Path, tensors: dict[str, torch.Tensor], meta: 
         raise ValueError(f'{js}: "timesteps" must be an int in [1, 64], got {T!r}')
     if meta["symmetry"] not in SYMMETRIES:
         raise ValueError(f'{js}: "symmetry" must be one of {list(SYMMETRIES)}, got {meta["symmetry"]!r}')
+    from .neuron_array import CODINGS
+
+    if meta.get("coding", "level") not in CODINGS:
+        raise ValueError(f'{js}: "coding" must be one of {list(CODINGS)}, got {meta.get("coding")!r}')
     if not isinstance(meta["target"], str):
         raise ValueError(f'{js}: "target" must be a string, got {meta["target"]!r}')
-    for name in _TENSORS:
+    for name in _TENSORS + tuple(n for n in _OPTIONAL_TENSORS if n in tensors):
         t = tensors[name]
         if not t.is_floating_point():
             raise ValueError(f"{st}: the tensor {name!r} must be floating-point, got {t.dtype}")
@@ -139,6 +146,8 @@ def _check_contents(st: Path, js: Path, tensors: dict[str, torch.Tensor], meta: 
     if neurons != P:
         raise ValueError(f'{js}: "neurons" is {neurons!r} but {st} has edges for {P} neurons')
     expected = {"thresholds": (P, T), "amplitudes": (P, T), "left_tail": (2,), "right_tail": (2,)}
+    if "bias" in tensors:
+        expected["bias"] = (P,)
     for name, shape in expected.items():
         if tuple(tensors[name].shape) != shape:
             raise ValueError(

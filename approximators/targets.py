@@ -43,11 +43,13 @@ class TargetSpec:
         domain: ``(lo, hi)`` covered by neurons (of ``|x|`` for even / odd targets).
         neurons: default number of neurons ``P``.
         timesteps: default steps per neuron ``T``.
-        partition: ``"linear"``, ``"log"`` or ``"power"``.
+        partition: ``"linear"``, ``"log"``, ``"power"`` or ``"curvature"`` (binary coding).
         symmetry: ``"none"``, ``"even"`` or ``"odd"``.
         left_tail: ``(slope, intercept)`` below the domain.
         right_tail: ``(slope, intercept)`` above the domain.
         metric: ``"abs"`` (fit absolute error) or ``"rel"`` (fit relative error).
+        coding: ``"level"`` (staircase neurons) or ``"binary"`` (resetting
+            neurons whose spikes are a binary expansion; see `NeuronArrayApproximator`).
         distribution: input distribution of the relative-L2 figure, and its name.
         description: one line for ``bt-fit --list``.
     """
@@ -62,6 +64,7 @@ class TargetSpec:
     left_tail: tuple[float, float] = (0.0, 0.0)
     right_tail: tuple[float, float] = (0.0, 0.0)
     metric: str = "abs"
+    coding: str = "level"
     distribution: tuple[str, Sampler] = field(default=("uniform over the domain", None))  # type: ignore[assignment]
     description: str = ""
 
@@ -118,7 +121,10 @@ BUILTIN_TARGETS: dict[str, TargetSpec] = {
             "silu",
             _silu,
             (-8.0, 8.0),
-            neurons=64,
+            neurons=16,
+            partition="curvature",
+            coding="binary",
+            timesteps=7,
             right_tail=(1.0, 0.0),
             distribution=("N(0, 1)", _normal),
             description="x * sigmoid(x); 0 below the domain, x above (paper 2.7-2.8)",
@@ -127,7 +133,10 @@ BUILTIN_TARGETS: dict[str, TargetSpec] = {
             "gelu",
             _gelu,
             (-8.0, 8.0),
-            neurons=64,
+            neurons=16,
+            partition="curvature",
+            coding="binary",
+            timesteps=7,
             right_tail=(1.0, 0.0),
             distribution=("N(0, 1)", _normal),
             description="x * Phi(x) (exact erf form); 0 below the domain, x above",
@@ -136,7 +145,10 @@ BUILTIN_TARGETS: dict[str, TargetSpec] = {
             "sigmoid",
             torch.sigmoid,
             (-10.0, 10.0),
-            neurons=40,
+            neurons=16,
+            partition="curvature",
+            coding="binary",
+            timesteps=7,
             right_tail=(0.0, 1.0),
             distribution=("N(0, 1)", _normal),
             description="1 / (1 + exp(-x)); 0 below the domain, 1 above",
@@ -145,7 +157,10 @@ BUILTIN_TARGETS: dict[str, TargetSpec] = {
             "tanh",
             torch.tanh,
             (0.0, 6.0),
-            neurons=24,
+            neurons=12,
+            partition="curvature",
+            coding="binary",
+            timesteps=7,
             symmetry="odd",
             right_tail=(0.0, 1.0),
             distribution=("N(0, 1)", _normal),
@@ -155,7 +170,10 @@ BUILTIN_TARGETS: dict[str, TargetSpec] = {
             "square",
             _square,
             (0.0, 16.0),
-            neurons=16,
+            neurons=32,
+            partition="power",  # the paper's eq. 6: fine near 0, where RMSNorm's inputs fall
+            coding="binary",
+            timesteps=7,
             symmetry="even",
             right_tail=_tangent(_square, 16.0),
             distribution=("uniform on [-16, 16]", _uniform(-16.0, 16.0)),
@@ -167,6 +185,8 @@ BUILTIN_TARGETS: dict[str, TargetSpec] = {
             (1e-6, 1e4),
             neurons=128,
             partition="log",
+            coding="binary",
+            timesteps=7,
             left_tail=_chord_through_zero(torch.sqrt, 1e-6),
             right_tail=_tangent(torch.sqrt, 1e4),
             metric="rel",
@@ -179,6 +199,8 @@ BUILTIN_TARGETS: dict[str, TargetSpec] = {
             (1e-6, 1e4),
             neurons=128,
             partition="log",
+            coding="binary",
+            timesteps=7,
             left_tail=_edge(torch.rsqrt, 1e-6),
             right_tail=_edge(torch.rsqrt, 1e4),
             metric="rel",
@@ -191,6 +213,8 @@ BUILTIN_TARGETS: dict[str, TargetSpec] = {
             (1e-3, 1e5),
             neurons=128,
             partition="log",
+            coding="binary",
+            timesteps=7,
             left_tail=_edge(_reciprocal, 1e-3),
             right_tail=_edge(_reciprocal, 1e5),
             metric="rel",
@@ -202,6 +226,9 @@ BUILTIN_TARGETS: dict[str, TargetSpec] = {
             torch.exp,
             (-16.0, 0.0),
             neurons=64,
+            metric="rel",
+            coding="binary",
+            timesteps=7,
             right_tail=(1.0, 1.0),
             distribution=("uniform on [-16, 0]", _uniform(-16.0, 0.0)),
             description="exp(x) on softmax's range x <= 0; 0 below -16, 1 + x above 0",

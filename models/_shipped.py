@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from bt_neurons.approximators import load_pretrained
 from torch import Tensor, nn
 
-__all__ = ["ShippedApproximator"]
+__all__ = ["ShippedApproximator", "shipped_overrides"]
 
 _SHIPPED: dict[tuple[str, str], nn.Module] = {}
 
@@ -36,3 +39,25 @@ class ShippedApproximator:
 
     def __repr__(self) -> str:
         return f"ShippedApproximator({self.name!r})"
+
+
+@contextmanager
+def shipped_overrides(
+    approximators: dict[str, nn.Module], device: str | torch.device = "cpu"
+) -> Iterator[None]:
+    """Use ``approximators`` (name -> module) instead of the shipped ones inside the block.
+
+    For ablations (``benchmarks/approximators_in_llm.py``): every converted model
+    on ``device`` evaluates the given modules; the shipped ones are back afterwards.
+    """
+    keys = {(name, str(torch.device(device))): module for name, module in approximators.items()}
+    saved = {key: _SHIPPED.get(key) for key in keys}
+    _SHIPPED.update(keys)
+    try:
+        yield
+    finally:
+        for key, module in saved.items():
+            if module is None:
+                _SHIPPED.pop(key, None)
+            else:
+                _SHIPPED[key] = module

@@ -129,16 +129,22 @@ def test_shipped_metadata(name):
 @pytest.mark.parametrize("name", sorted(BUILTIN_APPROXIMATORS))
 def test_fitter_reproduces_shipped_parameters(name):
     meta = json.loads((PRETRAINED_DIR / f"{name}.json").read_text())
+    level = {"lr": meta["lr"], "samples_per_cell": meta["samples_per_cell"]} if "lr" in meta else {}
     result = fit_approximator(
         meta["target"],
         neurons=meta["neurons"],
         timesteps=meta["timesteps"],
+        partition=meta["partition"],
+        metric=meta["metric"],
+        coding=meta.get("coding", "level"),
+        spikes=meta.get("spikes"),
         steps=meta["steps"],
         seed=meta["seed"],
-        lr=meta["lr"],
-        samples_per_cell=meta["samples_per_cell"],
+        **level,
     )
     shipped = load_pretrained(name)
+    assert shipped.coding == meta.get("coding", "level")
+    torch.testing.assert_close(result.approximator.bias, shipped.bias, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(result.approximator.thresholds, shipped.thresholds, rtol=0, atol=1e-6)
     torch.testing.assert_close(result.approximator.amplitudes, shipped.amplitudes, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(result.approximator.edges, shipped.edges, rtol=0, atol=0)
@@ -263,8 +269,8 @@ def test_bad_input():
     spiking = SiLUApproximator(path="spike")
     with pytest.raises(ValueError, match=r"\[T, N, \*\] or \[T\]"):
         spiking(torch.tensor(1.0))  # a 1-D input is [T] (one neuron), as in SpikingJelly
-    with pytest.raises(ValueError, match="T=16 steps"):
-        spiking(torch.ones(17, 2))
+    with pytest.raises(ValueError, match=f"T={spiking.T} steps"):
+        spiking(torch.ones(spiking.T + 1, 2))
     edges = torch.tensor([0.0, 1.0])
     with pytest.raises(ValueError, match="timesteps must be <= 64"):
         NeuronArrayApproximator(edges, 65)

@@ -667,13 +667,13 @@ CASES = [
         "snn-approx-past-T-explicit",
         lambda: step_approx_past(SnnTorchApproximator(silu()), 17),
         ValueError,
-        r"T=16 steps.*init_approximator\(\)",
+        r"T=7 steps.*init_approximator\(\)",
     ),
     (
         "snn-approx-past-T-hidden",
         lambda: step_approx_past(SnnTorchApproximator(silu(), init_hidden=True), 17),
         ValueError,
-        r"T=16 steps.*reset_hidden\(\).*snntorch\.reset\(net\)",
+        r"T=7 steps.*reset_hidden\(\).*snntorch\.reset\(net\)",
     ),
     (
         "snn-approx-not-approx",
@@ -717,7 +717,7 @@ CASES = [
     ),
     (
         "fit-T-one",
-        lambda: fit_approximator("silu", timesteps=1),
+        lambda: fit_approximator("silu", timesteps=1, coding="level", partition="linear"),
         ValueError,
         r"timesteps must be an int in \[2, 64",
     ),
@@ -992,21 +992,21 @@ FILE_CASES = [
     ("nan-edge", {"edges": _with("edges", 3, NAN)}, None, r"'edges' must be finite"),
     (
         "threshold-shape",
-        {"thresholds": _silu_tensor("thresholds")[:, :8]},
+        {"thresholds": _silu_tensor("thresholds")[:, :4]},
         None,
-        r"'thresholds' must have shape \[64, 16",
+        r"'thresholds' must have shape \[16, 7",
     ),
     ("tail-shape", {"left_tail": torch.zeros(3)}, None, r"'left_tail' must have shape \[2\]"),
     ("edges-order", {"edges": _silu_tensor("edges").flip(0)}, None, r"'edges' must be strictly increasing"),
     (
         "edges-2d",
-        {"edges": _silu_tensor("edges").reshape(5, 13)},
+        {"edges": _silu_tensor("edges").reshape(1, 17)},
         None,
         r"'edges' must be strictly increasing and 1-D",
     ),
     (
         "int-dtype",
-        {"amplitudes": torch.zeros(64, 16, dtype=torch.int32)},
+        {"amplitudes": torch.zeros(16, 7, dtype=torch.int32)},
         None,
         r"'amplitudes' must be floating",
     ),
@@ -1017,10 +1017,13 @@ FILE_CASES = [
         r'"timesteps" must be an int in \[1, 64\], got .sixteen.',
     ),
     ("timesteps-zero", None, {"timesteps": 0}, r'"timesteps" must be an int'),
-    ("timesteps-other", None, {"timesteps": 8}, r"'thresholds' must have shape \[64, 8\]"),
+    ("timesteps-other", None, {"timesteps": 8}, r"'thresholds' must have shape \[16, 8\]"),
     ("symmetry", None, {"symmetry": "mirror"}, r'"symmetry" must be one of'),
     ("target", None, {"target": 5}, r'"target" must be a string'),
-    ("neurons", None, {"neurons": 32}, r'"neurons" is 32 but .* has edges for 64 neurons'),
+    ("neurons", None, {"neurons": 32}, r'"neurons" is 32 but .* has edges for 16 neurons'),
+    ("bias-shape", {"bias": torch.zeros(5)}, None, r"'bias' must have shape \[16\]"),
+    ("nan-bias", {"bias": _with("bias", 2, NAN)}, None, r"'bias' must be finite"),
+    ("coding", None, {"coding": "unary"}, r'"coding" must be one of'),
 ]
 
 
@@ -1152,7 +1155,7 @@ def test_an_empty_batch_gives_an_empty_result_for_every_neuron_and_norm(shape):
     results = [
         (EIIFNode(step_mode="m")(seq).sum(0), EIIFNode(T=3, path="count")(x)),
         (CustomNeuronNode(step_mode="m")(seq).sum(0), CustomNeuronNode(T=3, path="count")(x)),
-        (SiLUApproximator(path="spike")(torch.zeros(16, *shape)).sum(0), silu()(x)),
+        (SiLUApproximator(path="spike")(torch.zeros(SILU_T, *shape)).sum(0), silu()(x)),
         (EIIFEncoder(Quantizer(qmax=7), path="spike")(x), EIIFEncoder(Quantizer(qmax=7))(x)),
         (spiking_softmax()(x), SNNSoftmax()(x)) if shape[-1] else (x, x),
         (spiking_rmsnorm(shape[-1])(x), SNNRMSNorm(shape[-1])(x)) if shape[-1] else (x, x),
@@ -1162,7 +1165,11 @@ def test_an_empty_batch_gives_an_empty_result_for_every_neuron_and_norm(shape):
         assert spike.shape == count.shape == x.shape and torch.equal(spike.detach(), count.detach())
 
 
+SILU_T = 7  # steps per neuron of the shipped SiLU
+
+
 def test_rank_zero_is_one_neuron_on_both_paths_as_in_spikingjelly():
+    assert SiLUApproximator().T == SILU_T
     for v in (-2.3, -0.4, 0.0, 0.7, 3.6):
         x = torch.tensor(v)
         assert torch.equal(EIIFNode()(x), EIIFNode()(x.reshape(1))[0])
@@ -1170,10 +1177,10 @@ def test_rank_zero_is_one_neuron_on_both_paths_as_in_spikingjelly():
         cn = CustomNeuronNode(amp_pos=0.5, step_mode="m")
         assert torch.equal(cn(x.expand(4)).sum(0), CustomNeuronNode(amp_pos=0.5, T=4, path="count")(x))
         # (the spike path sums in float32, the count path in float64: equal up to rounding)
-        assert torch.allclose(SiLUApproximator(path="spike")(x.expand(16)).sum(0), silu()(x), atol=1e-6)
+        assert torch.allclose(SiLUApproximator(path="spike")(x.expand(SILU_T)).sum(0), silu()(x), atol=1e-6)
         face = SnnTorchApproximator(silu())
         step, total = face.init_approximator(), torch.tensor(0.0)
-        for _ in range(16):
+        for _ in range(SILU_T):
             spk, step = face(x, step)
             total = total + spk
         assert torch.allclose(total, silu()(x), atol=1e-6)

@@ -33,7 +33,8 @@ def test_silu_with_default_settings_writes_three_files(tmp_path, capsys):
     for word in ("max abs error", "RMSE", "relative L2", "spikes / eval"):
         assert word in out
     meta = json.loads((tmp_path / "silu.json").read_text())
-    assert meta["target"] == "silu" and meta["neurons"] == 64 and meta["timesteps"] == 16
+    assert meta["target"] == "silu" and meta["neurons"] == 16 and meta["timesteps"] == 7
+    assert meta["coding"] == "binary" and meta["partition"] == "curvature"
     assert meta["errors"]["rel_l2"] < 0.01
     assert (tmp_path / "silu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     approx = NeuronArrayApproximator.load(tmp_path / "silu")

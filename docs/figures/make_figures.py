@@ -71,36 +71,57 @@ def custom_staircase(out: Path) -> Path:
 
 
 def approximator_accuracy(out: Path) -> Path:
-    """SiLU approximation error against neurons and time steps (the fitter's own numbers)."""
+    """SiLU error against spikes per evaluation: level coding against binary coding (the fitter's numbers)."""
     from bt_neurons.approximators import fit_approximator
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for T in (4, 8, 16):
-        ps = (8, 16, 32, 64, 128)
-        errs = [fit_approximator("silu", neurons=P, timesteps=T, steps=50).report.max_abs for P in ps]
-        axes[0].loglog(ps, errs, marker="o", label=f"T = {T} steps")
-    axes[0].set_xlabel("neurons P on [-8, 8]")
-    axes[0].set_ylabel("max abs error of SiLU")
-    axes[0].grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
+    curves = []
     for P in (16, 64):
-        ts = (2, 4, 8, 16, 32)
-        errs = [fit_approximator("silu", neurons=P, timesteps=T, steps=50).report.rel_l2 for T in ts]
-        axes[1].loglog(ts, errs, marker="o", label=f"P = {P} neurons")
-    from matplotlib.ticker import NullFormatter
-
-    for ax, ticks in ((axes[0], (8, 16, 32, 64, 128)), (axes[1], (2, 4, 8, 16, 32))):
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    axes[1].axhline(0.01, color="grey", linestyle="--", linewidth=0.8)
-    axes[1].set_xlabel("time steps T per neuron (max spikes per evaluation)")
-    axes[1].set_ylabel("relative L2 error, x ~ N(0, 1)")
-    axes[1].grid(alpha=0.3, which="both")
-    axes[1].legend(fontsize=8)
+        level = [
+            fit_approximator(
+                "silu", neurons=P, timesteps=T, coding="level", partition="linear", steps=0
+            ).report
+            for T in (2, 4, 8, 16)
+        ]
+        binary = [
+            fit_approximator(
+                "silu", neurons=P, timesteps=T, coding="binary", partition="curvature", steps=0
+            ).report
+            for T in (1, 2, 4, 6, 8, 11)
+        ]
+        curves += [(f"level, {P} neurons", level, "--"), (f"binary, {P} neurons", binary, "-")]
+    for ax, metric, label in (
+        (axes[0], "rel_l2", "relative L2 error, x ~ N(0, 1)"),
+        (axes[1], "max_abs", "max abs error on [-8, 8]"),
+    ):
+        for name, reports, style in curves:
+            ax.semilogy(
+                [r.spikes_per_eval for r in reports],
+                [getattr(r, metric) for r in reports],
+                style,
+                marker="o",
+                label=name,
+            )
+        ax.set_xlabel("spikes per evaluation (mean, x ~ N(0, 1))")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    axes[0].axhline(0.01, color="grey", linestyle=":", linewidth=0.8)
+    axes[1].axhline(0.05, color="grey", linestyle=":", linewidth=0.8)
     fig.tight_layout()
     path = out / "approximator_accuracy.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
+
+
+def silu_pareto(out: Path) -> Path:
+    """The Pareto front bt-fit --pareto draws, for SiLU."""
+    from bt_neurons.approximators.pareto import pareto_front, pareto_writers
+
+    points = pareto_front("silu", neurons=(4, 8, 16, 32), spikes=(1, 2, 3, 4, 6), steps=0)
+    path, write = pareto_writers(points, out, "silu")[2]
+    write(path)
     return path
 
 
@@ -117,7 +138,13 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0]) if args else Path(__file__).resolve().parent.parent / "img"
     out.mkdir(parents=True, exist_ok=True)
-    return [eiif_spikes(out), custom_staircase(out), approximator_accuracy(out), silu_fit(out)]
+    return [
+        eiif_spikes(out),
+        custom_staircase(out),
+        approximator_accuracy(out),
+        silu_fit(out),
+        silu_pareto(out),
+    ]
 
 
 if __name__ == "__main__":

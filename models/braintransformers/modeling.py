@@ -44,6 +44,7 @@ from huggingface_hub.errors import StrictDataclassError
 from torch import Tensor, nn
 
 from bt_neurons import QSynapsis, Quantizer, SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis, _checks
+from bt_neurons.accounting import record, tracking
 
 from .._causal_lm import causal_lm_output, check_logits_to_keep
 from .._inputs import check_input_ids
@@ -171,6 +172,11 @@ class BTSpikingMLP(_Operators):
         g = self.linear(self.gate_proj, x)
         u = self.linear(self.up_proj, x)
         a = self.silu(g) if self.spiking("silu") else F.silu(g)
+        if self.spiking("silu") and tracking():  # the SiLU neurons' spikes, like softmax's and RMSNorm's
+            with torch.no_grad():
+                # one accumulate per input (the cell's base value) besides the spikes; no MACs replaced:
+                # ann_macs_per_token counts linear layers and attention products only
+                record("SiLU", self.silu.spikes_per_input(g).sum(), g.numel(), 0.0)
         z = self.multiply(a, u) if self.spiking("multiply") else a * u
         if self.config.rotated and self.config.hadamard_mlp_block:
             z = hadamard_transform(z, self.config.hadamard_mlp_block)
