@@ -9,7 +9,8 @@ Installed as ``bt_neurons.approximators``; builds only on ``bt_neurons``.
   `ReciprocalApproximator`, `RSqrtApproximator`,
   `SigmoidApproximator`, `TanhApproximator`, `GELUApproximator`
   (or `load_pretrained("silu")`);
-- `fit_approximator` and the ``bt-fit`` command;
+- `fit_approximator` and the ``bt-fit`` command (`binary_fit` for binary
+  coding, `pareto` for the error / spikes / neurons sweep);
 - `SnnTorchApproximator`, the snnTorch face.
 """
 

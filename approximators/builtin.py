@@ -74,7 +74,7 @@ class PretrainedApproximator(NeuronArrayApproximator):
 
 
 class SquareApproximator(PretrainedApproximator):
-    r"""$x^2$ (paper eq. 6), even: 32 power-law cells on $|x| \in [0, 16]$, 7 binary steps; tangent beyond."""
+    r"""$x^2$ (paper eq. 6), even: 64 power-law cells on $|x| \in [0, 16]$, 7 binary steps; tangent beyond."""
 
     target = "square"
 
@@ -92,13 +92,13 @@ class SiLUApproximator(PretrainedApproximator):
 
 
 class ExpApproximator(PretrainedApproximator):
-    r"""$e^x$ on softmax's range $[-16, 0]$: 64 neurons x 7 binary steps; 0 below, $1 + x$ above."""
+    r"""$e^x$ on softmax's range $[-16, 0]$: 128 neurons x 7 binary steps; 0 below, $1 + x$ above."""
 
     target = "exp"
 
 
 class ReciprocalApproximator(PretrainedApproximator):
-    r"""$1/x$ on $[10^{-3}, 10^5]$ (128 log cells, 7 binary steps); edge values outside."""
+    r"""$1/x$ on $[10^{-3}, 10^5]$ (256 log cells, 7 binary steps); edge values outside."""
 
     target = "reciprocal"
 

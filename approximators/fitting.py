@@ -264,16 +264,7 @@ def fit_approximator(
     P = len(edges) - 1
 
     def target_values(z: Tensor) -> Tensor:
-        y = spec.fn(z)
-        if not isinstance(y, Tensor) or y.shape != z.shape:
-            raise ValueError(f"target {spec.name!r} must return a tensor shaped like its input")
-        y = y.to(torch.float64)
-        if not bool(torch.isfinite(y).all()):
-            bad = z[~torch.isfinite(y)][0].item()
-            raise ValueError(
-                f"target {spec.name!r} is not finite on its domain {spec.domain} (e.g. at x={bad:g})"
-            )
-        return y
+        return _checked_values(spec, z)
 
     # dense, fixed grid for initialisation and the exact projection
     S = samples_per_cell
@@ -346,6 +337,7 @@ def fit_approximator(
 
 
 def _checked_values(spec: TargetSpec, z: Tensor) -> Tensor:
+    """The target at ``z`` in float64; a clear ``ValueError`` for a wrong shape or a non-finite value."""
     y = spec.fn(z)
     if not isinstance(y, Tensor) or y.shape != z.shape:
         raise ValueError(f"target {spec.name!r} must return a tensor shaped like its input")

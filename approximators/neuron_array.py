@@ -300,24 +300,10 @@ class NeuronArrayApproximator(base.MemoryModule):
         t = states[0]
         self._check_step(t, "call functional.reset_net(net) first")
         k, u, inside, z = self.route(x)
-        if isinstance(t, Tensor):  # the step memory (a gather: no Python int); an int from the snnTorch face
-            step = t.to(self.thresholds.device).reshape(1)
-            theta = self.thresholds.index_select(1, step)[:, 0][k]
-            amp = self.amplitudes.index_select(1, step)[:, 0][k]
-        else:
-            theta = self.thresholds[:, t][k]
-            amp = self.amplitudes[:, t][k]
+        # the step memory is a tensor (a gather: no Python int); the snnTorch face passes an int
+        theta, amp = self._step_parameters(t, k)
         u = u + (x.to(torch.float32) - x.to(torch.float32).detach()) * self._input_gain(x, k)
-        out, _, _ = custom_neuron_step(
-            u,
-            torch.zeros((), dtype=u.dtype),
-            theta,
-            torch.zeros(()),
-            amp,
-            amp,
-            self.surrogate_function,
-            reset=False,
-        )
+        out = self._fire(u, theta, amp)
         if isinstance(t, Tensor):  # the tails come once, at step 0 (no branch on data)
             tail = torch.where(t == 0, self._tails(x, z), torch.zeros_like(z))
         else:
@@ -327,6 +313,14 @@ class NeuronArrayApproximator(base.MemoryModule):
         if sign is not None:
             out = out * sign
         return (out.to(x.dtype),), (t + 1, *states[1:])
+
+    def _fire(self, current: Tensor, theta: Tensor, amp: Tensor) -> Tensor:
+        """A CustomNeuron step with no memory (decay 0, no reset): ``amp`` where ``current >= theta``."""
+        zero = torch.zeros((), dtype=current.dtype)
+        out, _, _ = custom_neuron_step(
+            current, zero, theta, zero, amp, amp, self.surrogate_function, reset=False
+        )
+        return out
 
     def _step_parameters(self, t: int | Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         """``(theta_{k,t}, A_{k,t})`` of each input's neuron at step ``t``."""
@@ -356,16 +350,7 @@ class NeuronArrayApproximator(base.MemoryModule):
             fired = (h.detach() >= theta_s) & (step > s)
             h = h - theta_s * fired
         theta, amp = self._step_parameters(t, k)
-        out, _, _ = custom_neuron_step(
-            h,
-            torch.zeros((), dtype=h.dtype),
-            theta,
-            torch.zeros(()),
-            amp,
-            amp,
-            self.surrogate_function,
-            reset=False,
-        )
+        out = self._fire(h, theta, amp)
         first = step == 0
         base = torch.where(inside, self.bias[k], self._tails(x, z))
         out = torch.where(inside, out, torch.zeros_like(out)) + torch.where(
