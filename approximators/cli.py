@@ -234,6 +234,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"minimise absolute or relative error {target_default('metric', listed=False)}",
     )
     p.add_argument(
+        "--distribution",
+        metavar="NAME",
+        help="input distribution the error is fitted and measured on: uniform, normal, normal:S (N(0, S^2)) "
+        "or log-uniform (default: the built-in target's; uniform over the domain for your own function)",
+    )
+    p.add_argument(
         "--coding",
         choices=["level", "binary"],
         help="level: staircase neurons; binary: resetting neurons whose spikes are a binary expansion "
@@ -293,6 +299,20 @@ def _run(args: argparse.Namespace) -> int:
             raise CLIError(f"--domain must be finite numbers, got {lo} {hi}")
         if not lo < hi:
             raise CLIError(f"--domain is empty: LO must be < HI, got {lo:g} {hi:g}")
+    if args.distribution is not None:
+        from dataclasses import replace
+
+        from .targets import named_distribution
+
+        shaped = replace(
+            spec,
+            **({"domain": tuple(args.domain)} if args.domain else {}),
+            **({"symmetry": args.symmetry} if args.symmetry else {}),
+        )
+        try:
+            spec = replace(spec, distribution=named_distribution(args.distribution, shaped.full_domain))
+        except ValueError as exc:
+            raise CLIError(f"--distribution: {exc}") from None
     for opt in ("neurons", "timesteps"):
         v = getattr(args, opt)
         if v is not None and v < (2 if opt == "timesteps" else 1):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["TargetSpec", "BUILTIN_TARGETS", "get_target"]
+__all__ = ["TargetSpec", "BUILTIN_TARGETS", "get_target", "named_distribution"]
 
 Sampler = Callable[[int, torch.Generator], Tensor]
 
@@ -31,6 +31,38 @@ def _uniform(lo: float, hi: float) -> Sampler:
 def _log_uniform(lo: float, hi: float) -> Sampler:
     a, b = math.log(lo), math.log(hi)
     return lambda n, g: torch.exp(a + (b - a) * torch.rand(n, generator=g, dtype=torch.float64))
+
+
+def named_distribution(text: str, domain: tuple[float, float]) -> tuple[str, Sampler]:
+    """An input distribution by name, for ``bt-fit --distribution``: ``(name, sampler)``.
+
+    ``"uniform"`` (over ``domain``), ``"normal"`` (N(0, 1)), ``"normal:S"``
+    (N(0, S^2), ``S > 0``) or ``"log-uniform"`` (over ``domain``, which must be
+    above 0).
+
+    Raises:
+        ValueError: an unknown name, a bad ``S``, or log-uniform on a domain reaching 0.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"distribution must be a str, got {type(text).__name__}")
+    lo, hi = domain
+    if text == "uniform":
+        return f"uniform on [{lo:g}, {hi:g}]", _uniform(lo, hi)
+    if text == "log-uniform":
+        if not lo > 0:
+            raise ValueError(f"distribution 'log-uniform' needs a domain above 0, got [{lo:g}, {hi:g}]")
+        return f"log-uniform on [{lo:g}, {hi:g}]", _log_uniform(lo, hi)
+    if text == "normal":
+        return "N(0, 1)", _normal
+    if text.startswith("normal:"):
+        try:
+            sd = float(text.split(":", 1)[1])
+        except ValueError:
+            sd = float("nan")
+        if not (math.isfinite(sd) and sd > 0):
+            raise ValueError(f"distribution 'normal:S' needs a standard deviation S > 0, got {text!r}")
+        return f"N(0, {sd:g}^2)", lambda n, g: sd * _normal(n, g)
+    raise ValueError(f"distribution must be 'uniform', 'normal', 'normal:S' or 'log-uniform', got {text!r}")
 
 
 @dataclass(frozen=True)

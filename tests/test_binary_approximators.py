@@ -275,6 +275,9 @@ def test_bt_fit_spikes_and_pareto_write_six_files(tmp_path, capsys):
         (["silu", "--spikes", "nan"], "--spikes must be a number > 0"),
         (["silu", "--spikes", "3", "--coding", "level"], "--spikes .* needs --coding binary"),
         (["silu", "--coding", "unary"], "invalid choice"),
+        (["silu", "--distribution", "cauchy"], "--distribution: distribution must be 'uniform', 'normal'"),
+        (["silu", "--distribution", "normal:-1"], "standard deviation S > 0"),
+        (["tanh", "--distribution", "log-uniform"], "needs a domain above 0"),
     ],
 )
 def test_bt_fit_refuses_bad_spike_options(tmp_path, capsys, argv, message):
@@ -285,3 +288,18 @@ def test_bt_fit_refuses_bad_spike_options(tmp_path, capsys, argv, message):
     assert status == 2
     assert __import__("re").search(message, capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bt_fit_fits_and_measures_on_the_distribution_it_is_given(tmp_path):
+    argv = ["tanh", "--neurons", "6", "--spikes", "2", "--steps", "0", "--quiet", "--out", str(tmp_path)]
+    assert cli.main([*argv, "--distribution", "normal:2"]) == 0
+    meta = json.loads((tmp_path / "tanh.json").read_text())
+    assert meta["errors"]["distribution"] == "N(0, 2^2)"
+    wide = NeuronArrayApproximator.load(tmp_path / "tanh")
+    narrow = fit_approximator("tanh", neurons=6, spikes=2, steps=0).approximator  # N(0, 1)
+    x = 2 * torch.randn(50_000, generator=torch.Generator().manual_seed(5))
+    err = {
+        n: ((a(x) - torch.tanh(x)).norm() / torch.tanh(x).norm()).item()
+        for n, a in (("w", wide), ("n", narrow))
+    }
+    assert err["w"] < err["n"]  # fitted where the inputs fall
