@@ -12,7 +12,7 @@ The cells are where the error comes from. `curvature_edges` places them by
 the classical rule for piecewise-linear approximation: a cell of width
 $h$ around $x$ costs about $h^4 f''(x)^2$ of squared error, weighted by
 the input density $p(x)$, so the cells that minimise
-$\int p\,(y - f)^2$ have density $\propto (p\,f''^2)^{1/5}$, while the
+$\int p\,(y - f)^2$ have density $\propto (p\,{f''}^2)^{1/5}$, while the
 cells that minimise the maximum error have density $\propto |f''|^{1/2}$.
 The placement mixes the two (``uniform_weight``). `refine_edges` then moves
 each interior edge along a few candidate positions and keeps a move when the
@@ -139,7 +139,7 @@ def curvature_edges(
     uniform_weight: float = 0.2,
     resolution: int = 200_001,
 ) -> Tensor:
-    r"""``neurons + 1`` edges over ``domain``, density $\propto$ a mix of $(p f''^2)^{1/5}$ and $|f''|^{1/2}$.
+    r"""``neurons + 1`` edges on ``domain``: density $\propto$ mix of $(p {f''}^2)^{1/5}$ and $|f''|^{1/2}$.
 
     ``p`` is a histogram of ``samples`` (smoothed, floored at 1% of its mean);
     ``uniform_weight`` is the share of the max-error term.

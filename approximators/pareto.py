@@ -15,8 +15,13 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
+
+from torch import Tensor
 
 from bt_neurons import _checks
+
+from .targets import TargetSpec
 
 __all__ = ["ParetoPoint", "pareto_front", "pareto_table", "pareto_writers", "ERRORS"]
 
@@ -63,13 +68,13 @@ def _dominates(a: ParetoPoint, b: ParetoPoint, error: str, axes: int = 3) -> boo
 
 
 def pareto_front(
-    target,
+    target: str | TargetSpec | Callable[[Tensor], Tensor],
     *,
     neurons: Sequence[int] = (4, 8, 16, 32, 64),
     spikes: Sequence[float] = (1, 2, 3, 4, 6),
     error: str = "rel_l2",
     progress: Callable[[str], None] | None = None,
-    **fit_kwargs,
+    **fit_kwargs: Any,
 ) -> list[ParetoPoint]:
     """Fit ``target`` at every (neurons, spike budget) pair and mark the Pareto front.
 
