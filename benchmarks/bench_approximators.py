@@ -74,6 +74,7 @@ import torch.nn.functional as F
 from bt_neurons.approximators.fitting import fit_approximator
 from bt_neurons.approximators.metrics import evaluate
 from bt_neurons.approximators.neuron_array import NeuronArrayApproximator
+from bt_neurons.approximators.pareto import pareto_front, pareto_table
 from bt_neurons.approximators.targets import BUILTIN_TARGETS, TargetSpec
 from fs_neuron import FSResult, fs_model, silu_variants, train_fs
 from results_file import machine_info, markers, write_section
@@ -87,6 +88,8 @@ SECTION_TITLE = "## Approximators: accuracy and spikes"
 THREADS = 2
 MAX_STEPS = 16  # the budget of time steps per neuron
 FS_KS = (4, 8, 16)  # the FS neuron's step counts compared
+PARETO_NEURONS = (4, 8, 16, 32)
+PARETO_BUDGETS = (1, 2, 3, 4, 6)
 MAX_SPIKES = 4  # the budget of mean spikes per evaluation, every target
 MAX_NEURONS = 16  # the budget of neurons for SiLU and GELU
 
@@ -749,6 +752,7 @@ def render_section(
     command: str,
     date: str,
     runtime: float,
+    front: list,
 ) -> str:
     silu = next(r for r in results if r.name == "silu")
     fs_lines = [
@@ -820,6 +824,13 @@ def render_section(
         "",
         *fs_verdict(rows),
         "",
+        "### SiLU: the Pareto front of binary coding (error, spikes, neurons)",
+        "",
+        f'`pareto_front("silu", neurons={PARETO_NEURONS}, spikes={PARETO_BUDGETS}, steps=0)` (curvature '
+        "cells, no edge refinement), what `bt-fit silu --pareto` writes:",
+        "",
+        pareto_table(front),
+        "",
         "Reference implementation, for context (reported in the project's design notes, not re-measured): "
         "its SiLU approximator saturates at about 4.97 and has 18% relative L2 error on N(0, 1); its Sqrt "
         "approximator returns 0 outside [1e-6, 1e-2].",
@@ -886,6 +897,8 @@ def main(argv: list[str] | None = None) -> None:
     fs = run_fs(args)
     shipped = bt_contender(f"bt-neurons SiLU ({silu.source.split(' ')[0]})", silu.approx, args)
     rows = fs_comparison(args, fs)
+    front = pareto_front("silu", neurons=PARETO_NEURONS, spikes=PARETO_BUDGETS, steps=0)
+    print(pareto_table(front))
     runtime = time.perf_counter() - started
 
     print()
@@ -910,7 +923,7 @@ def main(argv: list[str] | None = None) -> None:
     args.bt_fit_seconds = time_bt_fit_silu()
     print(f"bt-fit silu (default settings): {args.bt_fit_seconds:.1f} s")
     if args.write_results is not None:
-        section = render_section(args, results, fs, shipped, rows, info, command, date, runtime)
+        section = render_section(args, results, fs, shipped, rows, info, command, date, runtime, front)
         write_section(args.write_results, "bench_approximators", section)
         print(f"\nwrote section to {args.write_results}")
 
