@@ -388,7 +388,6 @@ def _run(args: argparse.Namespace) -> int:
             {max(1, approx.neurons // 4), max(1, approx.neurons // 2), approx.neurons, 2 * approx.neurons}
         )
         print(f"Pareto sweep: {sizes} neurons x spike budgets {list(PARETO_BUDGETS)}")
-        sweep = {k: v for k, v in (("domain", tuple(args.domain) if args.domain else None),) if v is not None}
         points = pareto_front(
             spec,
             neurons=sizes,
@@ -399,7 +398,7 @@ def _run(args: argparse.Namespace) -> int:
             metric=args.metric,
             steps=args.steps,
             seed=args.seed,
-            **sweep,
+            **({"domain": tuple(args.domain)} if args.domain else {}),
         )
         writers += pareto_writers(points, out, name)
     files = atomic_write_files(writers)

@@ -368,7 +368,8 @@ def _fit_binary(
         torch.linspace(lo, hi, 1001, dtype=torch.float64)
     )  # a clear error for a target not finite on its domain
     if spec.partition == "curvature":
-        edges = curvature_edges(fn, spec.domain, spec.neurons, zs)
+        # the raw target: the finite differences step just past the domain's edges (NaN there reads as flat)
+        edges = curvature_edges(spec.fn, spec.domain, spec.neurons, zs)
     else:
         edges = make_edges(spec.domain, spec.neurons, spec.partition)
     edges = edges.to(torch.float32).to(torch.float64)

@@ -303,3 +303,8 @@ def test_bt_fit_fits_and_measures_on_the_distribution_it_is_given(tmp_path):
         for n, a in (("w", wide), ("n", narrow))
     }
     assert err["w"] < err["n"]  # fitted where the inputs fall
+
+
+def test_curvature_cells_for_a_target_undefined_just_past_its_domain():
+    fit = fit_approximator("sqrt", neurons=16, spikes=3, partition="curvature", steps=0)  # sqrt(x < 0) is NaN
+    assert fit.report.rel_l2 < 0.02 and fit.report.spikes_per_eval <= 3  # it fits (no "not finite" error)
