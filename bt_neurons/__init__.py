@@ -28,7 +28,7 @@ from .snn_multiply_node import SNNMultiplyNode
 from .snn_rmsnorm import SNNRMSNorm
 from .snn_softmax import SNNSoftmax
 from .spike_train_operator import SpikeTrainOperator
-from .synapsis import QSynapsis, Synapsis
+from .synapsis import QSynapsis, Synapsis, synapses_of_one_input
 from .synapsis_node import SynapsisNode
 from .synop_counter import SignedSynOpCounter, count_synops
 
@@ -62,5 +62,6 @@ __all__ = [
     "SynapsisNode",
     "__version__",
     "count_synops",
+    "synapses_of_one_input",
     "track_spikes",
 ]

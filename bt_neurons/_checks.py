@@ -11,9 +11,11 @@ Checks on types, dtypes, ranks and shapes are static and run in both modes.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -37,7 +39,26 @@ __all__ = [
     "check_broadcastable",
     "check_indices",
     "smallest_scale",
+    "values_checked_upstream",
 ]
+
+_UPSTREAM = contextvars.ContextVar("bt_neurons_values_checked_upstream", default=False)
+
+
+@contextmanager
+def values_checked_upstream() -> Iterator[None]:
+    """Inside the block, `check_finite` returns at once: the caller has checked the values.
+
+    A model that validates its inputs once (token ids, finite weights) sets this
+    around its layers, so that no operator of every layer scans its input for
+    NaN and Inf again at every call. A NaN or Inf that arises inside still stops
+    the model: the next EI_IF encoder cannot scale it and raises.
+    """
+    token = _UPSTREAM.set(True)
+    try:
+        yield
+    finally:
+        _UPSTREAM.reset(token)
 
 
 def tracing() -> bool:
@@ -78,7 +99,7 @@ def check_finite(name: str, x: torch.Tensor) -> None:
     One fused pass (``torch.aminmax``): a NaN propagates into the minimum and
     maximum, and an infinity is one of them.
     """
-    if x.numel() == 0 or x.device.type == "meta" or tracing():  # no values to look at (meta, tracing)
+    if x.numel() == 0 or x.device.type == "meta" or tracing() or _UPSTREAM.get():  # (see values_checked_upstream)
         return
     lo, hi = torch.aminmax(x.detach())
     if not (math.isfinite(lo.item()) and math.isfinite(hi.item())):  # two reads beat a tensor op
@@ -233,6 +254,9 @@ def check_same_device(name: str, x: torch.Tensor, other_name: str, other: torch.
 
 def check_broadcastable(what: str, **shapes: Sequence[int]) -> tuple[int, ...]:
     """The broadcast of ``shapes`` (given by name), or ``ValueError`` naming every one of them."""
+    given = [tuple(s) for s in shapes.values()]
+    if all(s == given[0] for s in given):  # equal shapes broadcast to themselves (the common case, fast)
+        return given[0]
     try:
         return tuple(torch.broadcast_shapes(*(tuple(s) for s in shapes.values())))
     except RuntimeError:

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from . import _checks
 from .accounting import record, tracking
 from .functional.eiif import eiif_spikes_from_counts
+from .functional.token_quantization import encode_tokens
 from .quantizer import Quantizer
 
 __all__ = ["SNNMatmul", "check_product_shapes", "exact_dtype", "telescoping_product", "telescoping_step"]
@@ -108,10 +109,12 @@ def check_product_shapes(
 def exact_dtype(k: int, T: int, dtype: torch.dtype) -> torch.dtype:
     """The dtype in which products of counts in ``[-T, T]`` summed over ``k`` terms are exact integers.
 
-    ``dtype`` while ``k T^2 < 2**24`` (float32) and ``dtype`` is not a half type; float64 otherwise.
+    While ``k T^2 < 2**24``: ``dtype`` itself, or float32 for a half type (bfloat16 and float16
+    hold integers exactly only up to 256 and 2048); float64 beyond.
     """
-    wide = k * T * T >= 2**24 or dtype in (torch.float16, torch.bfloat16)
-    return torch.float64 if wide else dtype
+    if k * T * T >= 2**24:
+        return torch.float64
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 class SNNMatmul(nn.Module):
@@ -146,15 +149,51 @@ class SNNMatmul(nn.Module):
             raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
         groups = _checks.check_timesteps("groups", groups)
         check_product_shapes(x.shape, y.shape, self.transpose_y, groups)
-        if groups > 1:
-            y = y.repeat_interleave(groups, dim=-3)
-        cy, sy, _ = self.quantizer.quantize(y)  # per row of y
+        return self.product(x, self.encode(y), groups=groups, y=y)
+
+    def encode(self, y: Tensor) -> Tensor:
+        r"""``y``'s rows as EI_IF counts with each row's scale appended: ``[..., n, k + 1]``.
+
+        Row $i$ holds $C_{Y,i}$ (integers in ``[-T, T]``) and, in the last
+        column, $s_{Y,i}$, so that $Y_i \approx s_{Y,i} C_{Y,i}$. Rows are
+        encoded independently, so the encoding of a growing ``y`` (a KV
+        cache's keys or values) can be kept and extended instead of encoded
+        again: `product` takes it in place of ``y``.
+        """
+        _checks.check_floating("y", y)
+        _checks.check_rank("y", y, 2, "[..., rows, cols]")
+        q = self.quantizer
+        if q.per_token_symmetric and not q._observing:  # one kernel call on the CPU
+            q._check_x(y)
+            return encode_tokens(y, q.qmax, q.clip_ratio, q.eps)
+        cy, sy, _ = q.quantize(y)  # per row of y; raises on NaN / Inf
+        return torch.cat([cy, sy.to(cy.dtype)], dim=-1)
+
+    def product(self, x: Tensor, encoded: Tensor, *, groups: int = 1, y: Tensor | None = None) -> Tensor:
+        """The spiking product of ``x`` and an operand encoded by `encode` (``[..., n, k + 1]``).
+
+        Equals ``forward(x, y)`` bit for bit when ``encoded = encode(y)``. For
+        grouped-query attention, ``x``'s heads (axis -3) are ``groups`` times
+        ``encoded``'s: head ``h`` of ``x`` meets head ``h // groups``, without
+        repeating the encoded operand. ``y`` (the float operand, optional)
+        only serves the straight-through gradient; without it no gradient
+        reaches ``x``.
+        """
+        if x.dtype != encoded.dtype:
+            raise TypeError(f"x and the encoded operand must have the same dtype, got {x.dtype} and {encoded.dtype}")
+        groups = _checks.check_timesteps("groups", groups)
+        cy, sy = encoded[..., :-1], encoded[..., -1:]
+        check_product_shapes(x.shape, cy.shape, self.transpose_y, groups)
+        shape = x.shape
+        xg = x
+        if groups > 1:  # [..., H, m, k] -> [..., H / groups, groups * m, k]: the rows that meet one y head
+            xg = x.reshape(*shape[:-3], shape[-3] // groups, groups * shape[-2], shape[-1])
         if self.transpose_y:
-            cx, sx, _ = self.quantizer.quantize(x)
+            cx, sx, _ = self.quantizer.quantize(xg)
             cy_mat = cy.transpose(-1, -2)
             out_scale = sx * sy.transpose(-1, -2)
         else:
-            cx, sx, _ = self.quantizer.quantize(x * sy.transpose(-1, -2))
+            cx, sx, _ = self.quantizer.quantize(xg * sy.transpose(-1, -2))
             cy_mat = cy
             out_scale = sx
         k = x.shape[-1]
@@ -166,14 +205,20 @@ class SNNMatmul(nn.Module):
                 eiif_spikes_from_counts(cx.to(dt), self.T), eiif_spikes_from_counts(cy_mat.to(dt), self.T)
             )
         out = (prod * out_scale.to(dt)).to(x.dtype)
-        if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
+        if groups > 1:
+            out = out.reshape(*out.shape[:-3], shape[-3], shape[-2], out.shape[-1])
+        if torch.is_grad_enabled() and (x.requires_grad or (y is not None and y.requires_grad)):
             # straight-through estimator: the gradient of the float product
-            exact = x @ (y.transpose(-1, -2) if self.transpose_y else y)
+            yr = y.repeat_interleave(groups, dim=-3) if y is not None and groups > 1 else y
+            if yr is None:
+                yr = (cy * sy).detach().repeat_interleave(groups, dim=-3) if groups > 1 else (cy * sy).detach()
+            exact = x @ (yr.transpose(-1, -2) if self.transpose_y else yr)
             out = out + (exact - exact.detach())
         if tracking():
             with torch.no_grad():
                 m, n = out.shape[-2], out.shape[-1]
-                spikes_x, spikes_y = cx.abs().sum(), cy.abs().sum()
+                # y's spikes once per head of x they meet (as if y were repeated for grouped-query attention)
+                spikes_x, spikes_y = cx.abs().sum(), cy.abs().sum() * groups
                 record(
                     "SNNMatmul",
                     spikes_x + spikes_y,

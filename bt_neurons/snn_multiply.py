@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from . import _checks
 from .accounting import record, tracking
+from .functional.count_product import multiply_counts, multiply_counts_applies
 from .functional.eiif import eiif_spikes_from_counts
 from .quantizer import Quantizer
 from .snn_matmul import telescoping_product
@@ -73,6 +74,22 @@ class SNNMultiply(nn.Module):
         channels = None if self.x_channel_scale is None else self.x_channel_scale.numel()
         return f"T={self.T}, path={self.path!r}, channels={channels}"
 
+    def _fused(self, x: Tensor, y: Tensor) -> bool:
+        """Whether `multiply_counts` computes this call (count path, no autograd, spikes not tracked)."""
+        q = self.quantizer
+        return (
+            self.path == "count"
+            and not tracking()
+            and not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or q.learns_clip))
+            and (q.per_token_symmetric or q.group_size is not None)
+            and not q._observing
+            and (
+                self.x_channel_scale is None
+                or (self.x_channel_scale.shape == x.shape[-1:] and self.x_channel_scale.device == x.device)
+            )
+            and multiply_counts_applies(x, y)
+        )
+
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         for name, t in (("x", x), ("y", y)):
             _checks.check_floating(name, t)
@@ -84,6 +101,11 @@ class SNNMultiply(nn.Module):
             raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
         if x.dtype != y.dtype:
             raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
+        if self._fused(x, y):  # the count path at inference: one compiled pass, the same bits
+            q = self.quantizer
+            return multiply_counts(
+                x, y, q.qmax, q.clip_ratio, q.eps, q.group_size, self.x_channel_scale, self.y_channel_scale
+            )
         gx = gy = None
         if self.x_channel_scale is not None:
             if x.shape[-1] != self.x_channel_scale.numel():

@@ -26,6 +26,7 @@ Scales are per token (dynamic) by default, so no sequence depends on another.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,10 +35,17 @@ from torch import Tensor, nn
 from . import _checks
 from .accounting import record, tracking
 from .functional.eiif import eiif_spikes_from_counts
-from .functional.token_quantization import apply_token_scales, token_scales
+from .functional.token_quantization import apply_token_scales, quantize_tokens_many_, token_scales
 from .quantizer import Quantizer
 
-__all__ = ["QSynapsis", "Synapsis", "accumulate_spikes", "accumulate_spikes_reference", "quantized_linear"]
+__all__ = [
+    "QSynapsis",
+    "Synapsis",
+    "accumulate_spikes",
+    "accumulate_spikes_reference",
+    "quantized_linear",
+    "synapses_of_one_input",
+]
 
 
 def accumulate_spikes(spikes: Tensor, weight: Tensor) -> Tensor:
@@ -411,3 +419,61 @@ class Synapsis(nn.Module):
             G = None if self.embedding else self.pre.group_size
             kept = in_features // G if G else 0
             record("Synapsis", pre_spikes + post_spikes, additions, tokens * (in_features - kept) * n_out)
+
+
+def _share_encoding(synapses: Sequence[Synapsis], x: Tensor) -> bool:
+    """Whether `synapses_of_one_input` can encode ``x`` once for all of ``synapses``."""
+    first = synapses[0]
+    if tracking() or first.embedding or first.pre.group_size is None:
+        return False
+    grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for s in synapses for p in s.layer.parameters())
+    )
+    if grad:
+        return False
+    for s in synapses:
+        pre = s.pre
+        if s.path != "count" or s.post is not None or s.embedding or pre._observing or pre.learns_clip:
+            return False
+        if not (pre.symmetric and pre.dynamic and pre.granularity == "token"):
+            return False
+        if (pre.group_size, pre.qmax, pre.eps) != (first.pre.group_size, first.pre.qmax, first.pre.eps):
+            return False
+        if s.layer.in_features != first.layer.in_features:
+            return False
+    return True
+
+
+def synapses_of_one_input(synapses: Sequence[Synapsis], x: Tensor) -> list[Tensor]:
+    """``[s(x) for s in synapses]``, encoding ``x`` once when the synapses' encoders allow it.
+
+    The queries, keys and values of an attention layer (or a gated MLP's gate and
+    up projections) read one input; their presynaptic EI_IF encoders differ only
+    in their clip ratios, so the largest magnitude of every token and group is
+    found once and each encoder's counts are written in the same pass
+    (`quantize_tokens_many_`). That holds for count-path synapses without
+    postsynaptic neurons, with dynamic per-token-and-group scales of one group
+    size, at inference (no autograd, spikes not tracked); otherwise every
+    synapse runs on its own. Either way the outputs are those of
+    ``[s(x) for s in synapses]``, bit for bit.
+
+    Args:
+        synapses: one or more `Synapsis` reading ``x``.
+        x: ``[..., in_features]``.
+
+    Returns:
+        One output ``[..., out_features]`` per synapse.
+    """
+    synapses = list(synapses)
+    if not synapses or not all(isinstance(s, Synapsis) for s in synapses):
+        raise TypeError("synapses must be a non-empty sequence of bt_neurons.Synapsis")
+    if not _share_encoding(synapses, x):
+        return [s(x) for s in synapses]
+    first = synapses[0]
+    _check_input(first.layer, x)
+    pre = first.pre
+    xg = pre.grouped(x.detach().contiguous())  # every group a vector of its own
+    encoded = torch.empty((len(synapses), *xg.shape), dtype=x.dtype, device=x.device)
+    quantize_tokens_many_(xg, encoded, pre.qmax, [s.pre.clip_ratio for s in synapses], pre.eps)
+    encoded = encoded.view(len(synapses), *x.shape)
+    return [F.linear(encoded[r], s.layer.weight, s.layer.bias) for r, s in enumerate(synapses)]

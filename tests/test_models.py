@@ -8,6 +8,7 @@ from bt_neurons.models import BTSpikingConfig, BTSpikingForCausalLM, operator_mo
 from bt_neurons.models._transformers import CACHE_ARGUMENT_NAMES, cache_field
 from bt_neurons.models.braintransformers.conversion import SUPPORTED_ARCHITECTURES, calibrate, convert
 from bt_neurons.models.braintransformers.evaluation import energy_per_token, perplexity, windows
+from bt_neurons.models.braintransformers import modeling
 from bt_neurons.models.braintransformers.rotation import (
     hadamard_matrix,
     hadamard_transform,
@@ -27,6 +28,7 @@ from transformers import (
 )
 
 from bt_neurons import SNNMatmul, SNNMultiply, Synapsis
+from bt_neurons.synapsis import _share_encoding
 
 VOCAB = 97
 
@@ -161,17 +163,43 @@ def assert_paths_agree_on_every_operator(model, x) -> int:
     boundary (half the token's maximum, with T odd), where a 1e-17 difference decides the level.
     Replaying each operator's own inputs checks the equivalence on the model's real activations.
     """
-    calls: list[tuple[torch.nn.Module, tuple, dict, torch.Tensor]] = []
+    calls: list[tuple[object, tuple, dict, torch.Tensor]] = []
     hooks = [
         m.register_forward_hook(lambda mod, a, kw, out: calls.append((mod, a, kw, out)), with_kwargs=True)
         for m in model.modules()
-        if isinstance(m, Synapsis | SNNMatmul | SNNMultiply)
+        if isinstance(m, Synapsis | SNNMultiply)
     ]
+    matmuls = [m for m in model.modules() if isinstance(m, SNNMatmul)]
+
+    def recorded(product):  # the attention calls SNNMatmul.product on the encoded (cached) keys and values
+        def call(*args, **kwargs):
+            out = product(*args, **kwargs)
+            calls.append((product, args, kwargs, out))
+            return out
+
+        return call
+
+    for m in matmuls:
+        m.product = recorded(m.product)
+    shared = modeling.synapses_of_one_input
+
+    def shared_recorded(synapses, inp):  # q, k, v (and gate, up) encode their one input once
+        outs = shared(synapses, inp)
+        if _share_encoding(synapses, inp):  # otherwise each synapse ran (and was hooked) on its own
+            calls.extend((syn, (inp,), {}, out) for syn, out in zip(synapses, outs, strict=True))
+        return outs
+
+    modeling.synapses_of_one_input = shared_recorded
     model.set_spiking(path="count")
-    with torch.no_grad():
-        model(input_ids=x, use_cache=False)
+    try:
+        with torch.no_grad():
+            model(input_ids=x, use_cache=False)
+    finally:
+        modeling.synapses_of_one_input = shared
     for h in hooks:
         h.remove()
+    for m in matmuls:
+        del m.product
     model.set_spiking(path="spike")
     with torch.no_grad():
         for module, args, kwargs, out in calls:

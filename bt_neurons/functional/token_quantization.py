@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +48,9 @@ from .._checks import smallest_scale
 __all__ = [
     "apply_token_scales",
     "fake_quantize_tokens_",
+    "encode_tokens",
     "half_below",
+    "quantize_tokens_many_",
     "kernel_available",
     "quantize_tokens",
     "round_half_away",
@@ -129,6 +132,174 @@ def _kernels():
                 dst[i, j] = np.copysign(min(np.floor(abs(x) / s + half), qmax) * f, x)
 
     return row_scales, in_place, apply_to
+
+
+@functools.cache
+def _rows_kernels():
+    """``(serial, parallel)`` compilations of one kernel for one or several clip ratios, or None.
+
+    ``quantize_rows(a, out, scales, ratios, eps, half, qmax, dequantize, big)``: for every row
+    ``i`` of ``a`` ``[N, C]`` it finds the largest magnitude ``m_i`` once, and for every ratio
+    ``r`` writes ``scales[r, i] = max(m_i * ratios[r], eps)`` and the levels (or ``s * q``) into
+    ``out[r]`` ``[N, C]`` (``out[0]`` may be ``a`` itself). It returns False, writing nothing,
+    when a value is not finite. The same float operations as the other kernels, so the same bits.
+    The serial one starts no threading layer: for small inputs (a decoding step), where starting
+    threads costs more than the work.
+    """
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency; this guards broken installs
+        return None
+
+    def quantize_rows(a, out, scales, ratios, eps, half, qmax, dequantize, big):  # pragma: no cover
+        n, c = a.shape
+        finite = np.ones(n, dtype=np.bool_)
+        for i in numba.prange(n):
+            m = a.dtype.type(0)
+            for j in range(c):
+                v = abs(a[i, j])
+                if not v <= big:  # NaN fails every comparison, Inf exceeds the largest finite float
+                    finite[i] = False
+                m = max(m, v)
+            for r in range(ratios.shape[0]):
+                scales[r, i] = max(m * ratios[r], eps)
+        if not finite.all():
+            return False
+        for i in numba.prange(n):
+            for r in range(ratios.shape[0]):
+                s = scales[r, i]
+                f = s if dequantize else a.dtype.type(1)
+                for j in range(c):
+                    x = a[i, j]
+                    out[r, i, j] = np.copysign(min(np.floor(abs(x) / s + half), qmax) * f, x)
+        return True
+
+    options = {"cache": True, "error_model": "numpy", "nogil": True}
+    return numba.njit(**options)(quantize_rows), numba.njit(parallel=True, **options)(quantize_rows)
+
+
+#: Inputs of at most this many elements take the serial kernel: below it, starting the parallel
+#: kernels' threads costs more than the work (a decoding step quantizes vectors of a few hundred).
+SMALL = 1 << 14
+
+
+@functools.cache
+def _constants(dtype: torch.dtype, eps: float) -> tuple:
+    """``(eps, half, big)`` of `quantize_rows` for ``dtype``, as numpy scalars."""
+    t = np.float32 if dtype == torch.float32 else np.float64
+    return t(smallest_scale(dtype, eps)), t(half_below(dtype)), t(torch.finfo(dtype).max)
+
+
+def _rows_call(
+    x: Tensor,
+    out: Tensor,
+    qmax: int,
+    clip_ratios: Sequence[Tensor | float],
+    eps: float,
+    dequantize: bool,
+    columns: int | None = None,
+) -> Tensor | None:
+    """``out[r]`` <- levels (or ``s q``) of the rows of ``x`` under ``clip_ratios[r]``, in one kernel call.
+
+    ``x`` is a contiguous float32 / float64 CPU tensor ``[..., C]`` and ``out`` a contiguous one of shape
+    ``[R, ..., C]`` (``out[0]`` may share ``x``'s memory). Returns the scales ``[R, ..., 1]``.
+    With ``columns = C`` (one ratio), ``out`` is ``[N, C + 1]`` instead and gets the levels in its
+    first ``C`` columns and the scales in the last; nothing is returned then.
+
+    Raises:
+        ValueError: when a value of ``x`` is not finite (nothing is written then).
+    """
+    serial = x.numel() <= SMALL
+    rows = x.detach().view(-1, x.shape[-1])
+    a = rows.numpy() if serial else _numpy(rows)  # `_numpy` sets numba's thread count to torch's
+    flt_t = a.dtype.type
+    # as `_ratio` computes it: the clip in x's dtype divided by qmax, rounded once
+    ratios = np.array([flt_t(float(c)) / flt_t(qmax) for c in clip_ratios], dtype=a.dtype)
+    eps_t, half, big = _constants(x.dtype, float(eps))
+    if columns is None:
+        scales = np.empty((len(ratios), a.shape[0]), dtype=a.dtype)
+        dst = out.view(len(ratios), -1, x.shape[-1]).numpy()
+    else:  # strided views into the packed [N, C + 1]
+        full = out.numpy()
+        dst, scales = full[None, :, :columns], full[None, :, columns]
+    args = (a, dst, scales, ratios, eps_t, half, flt_t(qmax), dequantize, big)
+    if serial:
+        finite = _rows_kernels()[0](*args)
+    else:
+        with _kernel_call():
+            finite = _rows_kernels()[1](*args)
+    if not finite:
+        raise ValueError(NON_FINITE)
+    if columns is not None:
+        return None
+    return torch.from_numpy(scales).view(len(ratios), *x.shape[:-1], 1)
+
+
+def encode_tokens(x: Tensor, qmax: int, clip_ratio: Tensor | float = 1.0, eps: float = 1e-8) -> Tensor:
+    """Every vector's integer levels with its scale appended: ``[..., C + 1]`` (see `quantize_tokens`).
+
+    ``out[..., :C]`` are the levels ``q`` and ``out[..., C]`` the scale ``s``, so ``s * q`` is what
+    `fake_quantize_tokens_` writes; one kernel call on the CPU, `quantize_tokens` and a
+    concatenation elsewhere. The same bits either way.
+
+    Raises:
+        ValueError: when a vector holds NaN or Inf.
+    """
+    x = x.detach()
+    C = x.shape[-1]
+    if C > 0 and _rows_kernel_applies(x):
+        packed = x.new_empty(*x.shape[:-1], C + 1)
+        full = packed.view(-1, C + 1)
+        _rows_call(x, full, qmax, (clip_ratio,), eps, dequantize=False, columns=C)
+        return packed
+    q, scale = quantize_tokens(x, qmax, clip_ratio, eps)
+    return torch.cat([q, scale.to(q.dtype)], dim=-1)
+
+
+def _rows_kernel_applies(x: Tensor) -> bool:
+    """Whether `_rows_call` takes ``x``: a contiguous float32 / float64 CPU tensor with values, eagerly."""
+    return x.numel() > 0 and x.is_contiguous() and kernel_available(x) and _rows_kernels() is not None
+
+
+def _small(x: Tensor) -> bool:
+    return x.numel() <= SMALL and _rows_kernel_applies(x)
+
+
+def quantize_tokens_many_(
+    x: Tensor, out: Tensor, qmax: int, clip_ratios: Sequence[Tensor | float], eps: float = 1e-8
+) -> Tensor:
+    r"""``out[r] = fake_quantize(x)`` under each clip ratio, with one pass for the rows' maxima.
+
+    Several encoders that read one input (a decoder layer's queries, keys and values; its gate and
+    up projections) differ only in their clip ratios $c_r$: $s_{r,i} = \max(c_r \max_j |x_{ij}| / Q,
+    \varepsilon)$. Equals ``fake_quantize_tokens_(x.clone(), qmax, clip_ratios[r], eps)`` for every
+    ``r``, bit for bit.
+
+    Args:
+        x: ``[..., C]`` floating tensor (read only).
+        out: ``[R, ..., C]`` of ``x``'s dtype and device, ``R = len(clip_ratios)``; overwritten.
+        qmax: the largest level ``Q``.
+        clip_ratios: ``R`` clip ratios in ``(0, 1]`` (floats or 0-d tensors).
+        eps: the smallest scale.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        ValueError: when ``x`` holds NaN or Inf, or ``out`` has the wrong shape.
+    """
+    if out.shape != (len(clip_ratios), *x.shape) or out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(
+            f"out must be {x.dtype} of shape {(len(clip_ratios), *x.shape)} on {x.device}, "
+            f"got {out.dtype} {tuple(out.shape)} on {out.device}"
+        )
+    if x.shape[-1] > 0 and out.is_contiguous() and _rows_kernel_applies(x):
+        _rows_call(x, out, qmax, clip_ratios, eps, dequantize=True)
+        return out
+    for r, c in enumerate(clip_ratios):
+        out[r].copy_(x)
+        fake_quantize_tokens_(out[r], qmax, c, eps)
+    return out
 
 
 _INT = {torch.float32: (np.int32, 0x7FFFFFFF, 0x7F800000), torch.float64: (np.int64, 2**63 - 1, 0x7FF << 52)}
@@ -328,6 +499,9 @@ def fake_quantize_tokens_(
     if not x.is_contiguous():
         dense = fake_quantize_tokens_(x.contiguous(), qmax, clip_ratio, eps, chunk=chunk, compiled=compiled)
         return x.copy_(dense)
+    if compiled and x.shape[-1] > 0 and _small(x):
+        _rows_call(x, x.unsqueeze(0), qmax, (clip_ratio,), eps, dequantize=True)
+        return x
     scale = token_scales(x, qmax, clip_ratio, eps, compiled=compiled)
     return apply_token_scales(x, scale, qmax, out=x, chunk=chunk, compiled=compiled)
 
@@ -353,5 +527,8 @@ def quantize_tokens(
         ValueError: when a vector holds NaN or Inf.
     """
     x = x.detach()
+    if compiled and x.shape[-1] > 0 and _small(x):
+        q = torch.empty_like(x)
+        return q, _rows_call(x, q.unsqueeze(0), qmax, (clip_ratio,), eps, dequantize=False)[0]
     scale = token_scales(x, qmax, clip_ratio, eps, compiled=compiled)
     return apply_token_scales(x, scale, qmax, dequantize=False, compiled=compiled), scale

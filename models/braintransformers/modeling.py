@@ -43,7 +43,17 @@ import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassError
 from torch import Tensor, nn
 
-from bt_neurons import QSynapsis, Quantizer, SNNMatmul, SNNMultiply, SNNRMSNorm, SNNSoftmax, Synapsis, _checks
+from bt_neurons import (
+    QSynapsis,
+    Quantizer,
+    SNNMatmul,
+    SNNMultiply,
+    SNNRMSNorm,
+    SNNSoftmax,
+    Synapsis,
+    _checks,
+    synapses_of_one_input,
+)
 from bt_neurons.accounting import record, tracking
 
 from .._causal_lm import causal_lm_output, check_logits_to_keep
@@ -85,6 +95,12 @@ class _Operators(nn.Module):
     def linear(self, syn: Synapsis, x: Tensor) -> Tensor:
         return syn(x) if self.spiking("linear") else syn.layer(x)
 
+    def linears(self, synapses: list[Synapsis], x: Tensor) -> list[Tensor]:
+        """Several synapses reading ``x``: spiking ones encode it once (`synapses_of_one_input`)."""
+        if self.spiking("linear"):
+            return synapses_of_one_input(synapses, x)
+        return [s.layer(x) for s in synapses]
+
     def graded(self, syn: Synapsis, x: Tensor, from_counts: bool) -> Tensor:
         """A Synapsis whose input may already be integer spike counts (times a per-row scale).
 
@@ -123,8 +139,7 @@ class BTSpikingAttention(_Operators):
         self.rotate_qk = bool(config.rotated) and d & (d - 1) == 0
 
     def _matmul(self, op: SNNMatmul, x: Tensor, y: Tensor) -> Tensor:
-        if self.spiking("matmul"):
-            return op(x, y, groups=self.groups)
+        """The float product (``operators['matmul'] == 'float'``) in ``op``'s layout."""
         y = y.repeat_interleave(self.groups, dim=-3) if self.groups > 1 else y
         return x @ (y.transpose(-1, -2) if op.transpose_y else y)
 
@@ -137,21 +152,62 @@ class BTSpikingAttention(_Operators):
     ) -> Tensor:
         B, L, _ = hidden.shape
         d = self.head_dim
-        q = self.linear(self.q_proj, hidden).view(B, L, self.heads, d).transpose(1, 2)
-        k = self.linear(self.k_proj, hidden).view(B, L, self.kv_heads, d).transpose(1, 2)
-        v = self.linear(self.v_proj, hidden).view(B, L, self.kv_heads, d).transpose(1, 2)
+        q, k, v = self.linears([self.q_proj, self.k_proj, self.v_proj], hidden)
+        q = q.view(B, L, self.heads, d).transpose(1, 2)
+        k = k.view(B, L, self.kv_heads, d).transpose(1, 2)
+        v = v.view(B, L, self.kv_heads, d).transpose(1, 2)
         cos, sin = position_embeddings
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         if self.rotate_qk:  # the same orthogonal map on queries and keys leaves q k^T unchanged
             q, k = hadamard_transform(q, d), hadamard_transform(k, d)
-        if past_key_values is not None:
-            k, v = past_key_values.update(k, v, self.layer_idx)
-        scores = self._matmul(self.scores, q * self.scaling, k)
-        self.softmax.mode = self.config.operators["softmax"]
-        p = self.softmax(scores, allowed)
-        o = self._matmul(self.weighted_values, p, v)
+        if self.spiking("matmul"):
+            o = self._spiking_products(q, k, v, allowed, past_key_values)
+        else:
+            if past_key_values is not None:
+                k, v = past_key_values.update(k, v, self.layer_idx)
+                self._check_cached(k, d)
+            scores = self._matmul(self.scores, q * self.scaling, k)
+            o = self._matmul(self.weighted_values, self._probabilities(scores, allowed), v)
         o = o.transpose(1, 2).reshape(B, L, self.heads * d)
         return self.graded(self.o_proj, o, self.spiking("matmul"))
+
+    def _probabilities(self, scores: Tensor, allowed: Tensor) -> Tensor:
+        self.softmax.mode = self.config.operators["softmax"]
+        if self.softmax.mode == "float":  # every query sees itself (`allowed_positions`): no row is empty
+            return torch.softmax(scores.masked_fill(~allowed, float("-inf")).float(), dim=-1).to(scores.dtype)
+        return self.softmax(scores, allowed)
+
+    def _check_cached(self, k: Tensor, width: int) -> None:
+        if k.shape[-1] != width:
+            raise ValueError(
+                f"the KV cache holds keys of width {k.shape[-1]}, not {width}: it was filled with "
+                f"operators['matmul'] in the other mode; start a new cache after set_spiking(operators=...)"
+            )
+
+    def _spiking_products(
+        self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, cache: Cache | None
+    ) -> Tensor:
+        r"""$P V$ with $P = \mathrm{softmax}(q k^\top / \sqrt d)$, both products spiking.
+
+        The keys and values enter the KV cache encoded (counts and each
+        token's scale, `SNNMatmul.encode`): an encoder's output for a token
+        never changes, so each decoding step encodes its new token only.
+        """
+        L = k.shape[-2]
+        k_enc, v_enc = self.scores.encode(k), self.weighted_values.encode(v)
+        if cache is not None:
+            k_enc, v_enc = cache.update(k_enc, v_enc, self.layer_idx)
+            self._check_cached(k_enc, self.head_dim + 1)
+        grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        k_float = v_float = None
+        if grad:  # the straight-through gradient reads the float operands (cached tokens: decoded)
+            k_float, v_float = (
+                torch.cat([(e[..., :-1] * e[..., -1:])[..., :-L, :].detach(), f], dim=-2)
+                for e, f in ((k_enc, k), (v_enc, v))
+            )
+        scores = self.scores.product(q * self.scaling, k_enc, groups=self.groups, y=k_float)
+        p = self._probabilities(scores, allowed)
+        return self.weighted_values.product(p, v_enc, groups=self.groups, y=v_float)
 
 
 class BTSpikingMLP(_Operators):
@@ -169,8 +225,7 @@ class BTSpikingMLP(_Operators):
         self.silu = ShippedApproximator("silu")
 
     def forward(self, x: Tensor) -> Tensor:
-        g = self.linear(self.gate_proj, x)
-        u = self.linear(self.up_proj, x)
+        g, u = self.linears([self.gate_proj, self.up_proj], x)
         a = self.silu(g) if self.spiking("silu") else F.silu(g)
         if self.spiking("silu") and tracking():  # the SiLU neurons' spikes, like softmax's and RMSNorm's
             with torch.no_grad():
@@ -375,6 +430,7 @@ class BTSpikingModel(BTSpikingPreTrainedModel):
             inputs_embeds = self.embed_tokens(input_ids)
         else:
             _checks.check_floating("inputs_embeds", inputs_embeds)
+            _checks.check_finite("inputs_embeds", inputs_embeds)
             if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
                 raise ValueError(
                     f"inputs_embeds must have shape [batch, sequence, {self.config.hidden_size}] "
@@ -400,10 +456,13 @@ class BTSpikingModel(BTSpikingPreTrainedModel):
         position_embeddings = self.rotary_emb(inputs_embeds, position_ids=position_ids)
         hidden = inputs_embeds
         cache = past_key_values if use_cache else None
-        for layer in self.layers:
-            hidden = layer(hidden, position_embeddings, allowed, cache)
-        self.norm.mode = self.config.operators["rmsnorm"]
-        hidden = self.norm(hidden)
+        # the inputs are checked above and the weights on loading: the operators need not scan every
+        # activation for NaN / Inf again (one arising inside still stops the next encoder)
+        with _checks.values_checked_upstream():
+            for layer in self.layers:
+                hidden = layer(hidden, position_embeddings, allowed, cache)
+            self.norm.mode = self.config.operators["rmsnorm"]
+            hidden = self.norm(hidden)
         return with_cache(BaseModelOutputWithPast, cache, last_hidden_state=hidden)
 
 

@@ -40,11 +40,11 @@ def hadamard_matrix(n: int, dtype: torch.dtype = torch.float64) -> Tensor:
     return h / math.sqrt(n)
 
 
-_MATRICES: dict[tuple[int, torch.dtype, str], Tensor] = {}
+_MATRICES: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
 
 
 def _cached_hadamard(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    key = (n, dtype, str(device))
+    key = (n, dtype, device)
     if key not in _MATRICES:
         _MATRICES[key] = hadamard_matrix(n).to(dtype=dtype, device=device)
     return _MATRICES[key]
