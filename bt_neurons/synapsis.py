@@ -421,10 +421,22 @@ class Synapsis(nn.Module):
             record("Synapsis", pre_spikes + post_spikes, additions, tokens * (in_features - kept) * n_out)
 
 
+def _hooked(module: nn.Module) -> bool:
+    """Whether forward hooks watch ``module`` (they expect its ``forward`` to run)."""
+    from torch.nn.modules import module as torch_module
+
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or torch_module._global_forward_hooks
+        or torch_module._global_forward_pre_hooks
+    )
+
+
 def _share_encoding(synapses: Sequence[Synapsis], x: Tensor) -> bool:
     """Whether `synapses_of_one_input` can encode ``x`` once for all of ``synapses``."""
     first = synapses[0]
-    if tracking() or first.embedding or first.pre.group_size is None:
+    if tracking() or first.embedding or first.pre.group_size is None or any(map(_hooked, synapses)):
         return False
     grad = torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for s in synapses for p in s.layer.parameters())
@@ -453,8 +465,9 @@ def synapses_of_one_input(synapses: Sequence[Synapsis], x: Tensor) -> list[Tenso
     found once and each encoder's counts are written in the same pass
     (`quantize_tokens_many_`). That holds for count-path synapses without
     postsynaptic neurons, with dynamic per-token-and-group scales of one group
-    size, at inference (no autograd, spikes not tracked); otherwise every
-    synapse runs on its own. Either way the outputs are those of
+    size, at inference (no autograd, spikes not tracked, no forward hooks on
+    the synapses: calibration and tracing hooks see every call); otherwise
+    every synapse runs on its own. Either way the outputs are those of
     ``[s(x) for s in synapses]``, bit for bit.
 
     Args:

@@ -110,9 +110,10 @@ def test_float_twin_equals_the_ann(kind, tied, bias, rotate):
     ann = tiny_ann(kind, tied=tied, bias=bias)
     model = convert(ann, 15, operators="float", rotate=rotate)
     assert model.config.source_model_type == kind
-    # a rotation unties tied embeddings: lm_head gets E diag(g) R, the embedding E R
-    assert model.config.tie_word_embeddings == (tied and not rotate)
-    assert model.final_mixer is None
+    # a rotation meets tied embeddings with the factored head (the default): still tied, lm_head's
+    # weight E diag(g) R kept as E R (the embedding) and the mixer M = R^T diag(g) R
+    assert model.config.tie_word_embeddings == tied
+    assert (model.final_mixer is not None) == (tied and rotate)
     x = ids()
     assert torch.allclose(logits(model, x), logits(ann, x), atol=2e-5, rtol=1e-4)
 

@@ -77,9 +77,17 @@ def convert_parser() -> argparse.ArgumentParser:
         "when it divides every layer's width, else 0; 0: one scale per token)",
     )
     p.add_argument(
+        "--head",
+        choices=("untied", "factored", "float-mixer", "spiking-mixer"),
+        help="how a rotated model meets tied embeddings: factored (default: the untied head's "
+        "weight kept as two factors, tied, the ANN's memory), untied (a second vocab x hidden matrix), "
+        "float-mixer (tied, a float hidden x hidden product before the head's encoder) or "
+        "spiking-mixer (tied, a hidden x hidden Synapsis)",
+    )
+    p.add_argument(
         "--final-mixer",
         action="store_true",
-        help="keep tied embeddings tied (a hidden x hidden layer before lm_head) instead of untying them",
+        help="the same as --head spiking-mixer",
     )
     p.add_argument("--force", action="store_true", help="replace DST if it exists")
     p.add_argument(
@@ -199,6 +207,7 @@ def _convert(argv: list[str] | None) -> int:
         calibration_tokens=args.calibration_tokens,
         group_size=args.group_size,
         final_mixer=args.final_mixer,
+        head=args.head,
         progress=True,
     )
     if distill_ids is not None:

@@ -147,6 +147,13 @@ class BTSpikingConfig(PreTrainedConfig):
     - ``final_mixer``: the model has a ``hidden x hidden`` linear layer before
       a tied ``lm_head`` (one way for a rotation to meet tied embeddings; `convert`
       unties the head instead unless asked for the mixer).
+    - ``final_mixer_mode``: ``"spiking"`` (default): the mixer is a Synapsis with
+      EI_IF encoders of its own, then ``lm_head`` encodes its output again;
+      ``"float"``: the mixer is a float ``hidden x hidden`` product (charged as
+      multiply-accumulates) and ``lm_head`` alone encodes, once;
+      ``"factored"``: the mixer's encoders are the head's, and ``lm_head``
+      reads the mixer's currents: the head's weight $W = E' M$ kept as two
+      factors (the synapses and spikes of an untied head, the ANN's memory).
     - ``encoder_group_size``: ``G``: the linear layers' EI_IF encoders use one
       scale per token and per group of ``G`` consecutive input channels
       (`Quantizer`'s ``group_size``); 0 (default): one scale per token. ``G``
@@ -183,6 +190,7 @@ class BTSpikingConfig(PreTrainedConfig):
     rotated: bool = False
     hadamard_mlp_block: int = 0
     final_mixer: bool = False
+    final_mixer_mode: str = "spiking"
     encoder_group_size: int = 0
     source_model_type: str | None = None
 
@@ -206,6 +214,10 @@ class BTSpikingConfig(PreTrainedConfig):
             raise ValueError(f"timesteps must be a positive int, got {self.timesteps!r}")
         if self.path not in ("count", "spike"):
             raise ValueError(f"path must be 'count' or 'spike', got {self.path!r}")
+        if self.final_mixer_mode not in ("spiking", "float", "factored"):
+            raise ValueError(
+                f"final_mixer_mode must be 'spiking', 'float' or 'factored', got {self.final_mixer_mode!r}"
+            )
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "

@@ -14,10 +14,15 @@ steps lose as little as possible:
    $h$ are spread over all channels, so the per-token scales of the EI_IF
    encoders are no longer set by a few channels. Tied embeddings are untied:
    the embedding becomes $E R$ and ``lm_head`` $E\,\mathrm{diag}(g) R$ (a
-   second ``vocab x hidden`` matrix). With ``final_mixer=True`` they stay tied
-   and the model gains a ``hidden x hidden`` Synapsis $R^\top
-   \mathrm{diag}(g) R$ before ``lm_head`` instead: less memory, but the
-   logits' input is then encoded twice.
+   second ``vocab x hidden`` matrix; ``head="untied"``). With a final mixer they
+   stay tied and the model gains a ``hidden x hidden`` layer $M = R^\top
+   \mathrm{diag}(g) R$ before ``lm_head`` instead: ``head="float-mixer"``
+   multiplies by $M$ in float and encodes the result once (the ANN's memory,
+   $h^2$ multiply-accumulates per token); ``head="factored"`` encodes the
+   head's input once and computes the untied head's $E\,\mathrm{diag}(g) R =
+   (E R) M$ as $E R\,(M \hat x)$ (the same synapses, the ANN's memory);
+   ``head="spiking-mixer"``
+   (``final_mixer=True``) makes $M$ a Synapsis, whose input is encoded too.
 3. **Head rotations**: values are rotated per head by a Walsh-Hadamard matrix
    $H$ (folded into ``v_proj`` and ``o_proj``); queries and keys by the same
    $H$ after RoPE and the MLP's down-projection input by block Hadamard
@@ -181,8 +186,11 @@ def _group_size(cfg, head_dim: int, group_size: int | None) -> int:
     return group_size
 
 
+HEADS = ("untied", "factored", "float-mixer", "spiking-mixer")
+
+
 def _target_config(
-    src, timesteps: int, path: str, operators, rotate: bool, group_size: int | None, final_mixer: bool
+    src, timesteps: int, path: str, operators, rotate: bool, group_size: int | None, head: str
 ) -> BTSpikingConfig:
     cfg = src.config
     kind = cfg.model_type
@@ -205,7 +213,7 @@ def _target_config(
         max_position_embeddings=cfg.max_position_embeddings,
         rms_norm_eps=float(cfg.rms_norm_eps),
         rope_parameters=dict(cfg.rope_parameters) if getattr(cfg, "rope_parameters", None) else None,
-        tie_word_embeddings=tied and (final_mixer or not rotate),
+        tie_word_embeddings=tied and (head != "untied" or not rotate),
         qkv_bias=qkv_bias,
         o_bias=o_bias,
         mlp_bias=mlp_bias,
@@ -217,7 +225,8 @@ def _target_config(
         operators=operator_modes(operators),
         rotated=rotate,
         hadamard_mlp_block=block if block >= 8 else 0,
-        final_mixer=rotate and tied and final_mixer,
+        final_mixer=rotate and tied and head != "untied",
+        final_mixer_mode={"float-mixer": "float", "factored": "factored"}.get(head, "spiking"),
         encoder_group_size=_group_size(cfg, head_dim, group_size),
         source_model_type=kind,
     )
@@ -379,6 +388,7 @@ def convert(
     calibration_tokens: int = 256,
     group_size: int | None = None,
     final_mixer: bool = False,
+    head: str | None = None,
     progress: bool = False,
 ) -> BTSpikingForCausalLM:
     """Convert a Llama / Qwen2 causal LM into a spiking `BTSpikingForCausalLM`.
@@ -401,9 +411,14 @@ def convert(
         group_size: channels per scale of the linear layers' encoders (one scale
             per token and group); ``None`` (default): the head dimension when it
             divides every layer's input width, else 0; 0: one scale per token.
-        final_mixer: with ``rotate`` and tied embeddings, keep them tied and add a
-            ``hidden x hidden`` Synapsis before ``lm_head`` (default False: untie,
-            one ``vocab x hidden`` matrix more, one encoder fewer).
+        final_mixer: ``True`` is ``head="spiking-mixer"`` (kept for earlier callers).
+        head: how a rotated model meets tied embeddings (see the module docs):
+            ``"factored"`` (default; tied: the untied head's weight kept as two
+            factors, ``E' M``: the same synapses and spikes, the ANN's memory),
+            ``"untied"`` (a second ``vocab x hidden`` matrix),
+            ``"float-mixer"`` (tied, a float ``hidden x hidden`` product before the
+            head's encoder) or ``"spiking-mixer"`` (tied, a ``hidden x hidden``
+            Synapsis). Without rotation or tied embeddings there is nothing to choose.
         progress: show tqdm progress bars on stderr while the weights are
             folded and the clip ratios calibrated (default False: quiet).
 
@@ -428,7 +443,13 @@ def convert(
     calibration_tokens = _checks.check_timesteps("calibration_tokens", calibration_tokens)  # an int >= 1
     _checks.check_int("seed", seed, -(2**63), 2**64 - 1)
     rotate, final_mixer = _checks.check_bool("rotate", rotate), _checks.check_bool("final_mixer", final_mixer)
-    config = _target_config(model, timesteps, path, operators, bool(rotate), group_size, bool(final_mixer))
+    if head is None:
+        head = "spiking-mixer" if final_mixer else "factored"
+    else:
+        _checks.check_choice("head", head, HEADS)
+        if final_mixer and head != "spiking-mixer":
+            raise ValueError(f"final_mixer=True is head='spiking-mixer', not head={head!r}: pass one of them")
+    config = _target_config(model, timesteps, path, operators, bool(rotate), group_size, head)
     model = model.to(torch.float32)
     steps = config.num_hidden_layers + 3  # embedding, layers, head, building the spiking model
     desc = "folding norms and rotations" if config.rotated else "copying weights"

@@ -73,18 +73,25 @@ def energy_per_token(model: nn.Module, input_ids: Tensor) -> EnergyReport:
 
     Operators in spiking mode report their spikes and additions
     (`bt_neurons.track_spikes`); the MACs of the operators that run in
-    float mode are counted from ``ann_macs_per_token`` minus the MACs that
-    spiking operators replaced.
+    float mode are counted from ``ann_macs_per_token`` (plus a final
+    mixer's ``hidden x hidden``, a layer the ANN does not have) minus the
+    MACs that spiking operators replaced.
     """
     stats, ids = tracked_run(model, input_ids)
     tokens = ids.numel()
     context = ids.shape[1]  # dense attention, as the spiking products count it
     ann = ann_macs_per_token(model.config, context)
     replaced = stats.macs / tokens
+    cfg = model.config
+    # a final mixer is a layer the ANN does not have: its hidden x hidden MACs are the spiking model's
+    # own (a spiking mixer records the ones it replaced, a float one none)
+    # (a factored head has none: its two factors are one layer, lm_head, recorded as such)
+    factored = getattr(cfg, "final_mixer_mode", "spiking") == "factored"
+    mixer = cfg.hidden_size**2 if getattr(cfg, "final_mixer", False) and not factored else 0
     return EnergyReport(
         tokens=tokens,
         spikes=stats.spikes / tokens,
         additions=stats.additions / tokens,
-        float_macs=max(0.0, ann - replaced),
+        float_macs=max(0.0, ann + mixer - replaced),
         ann_macs=ann,
     )

@@ -55,6 +55,7 @@ from bt_neurons import (
     synapses_of_one_input,
 )
 from bt_neurons.accounting import record, tracking
+from bt_neurons.synapsis import _hooked
 
 from .._causal_lm import causal_lm_output, check_logits_to_keep
 from .._inputs import check_input_ids
@@ -97,9 +98,9 @@ class _Operators(nn.Module):
 
     def linears(self, synapses: list[Synapsis], x: Tensor) -> list[Tensor]:
         """Several synapses reading ``x``: spiking ones encode it once (`synapses_of_one_input`)."""
-        if self.spiking("linear"):
+        if self.spiking("linear") and all(isinstance(s, Synapsis) for s in synapses):
             return synapses_of_one_input(synapses, x)
-        return [s.layer(x) for s in synapses]
+        return [self.linear(s, x) for s in synapses]  # e.g. QSynapsis layers prepared for stage 1
 
     def graded(self, syn: Synapsis, x: Tensor, from_counts: bool) -> Tensor:
         """A Synapsis whose input may already be integer spike counts (times a per-row scale).
@@ -164,8 +165,7 @@ class BTSpikingAttention(_Operators):
             o = self._spiking_products(q, k, v, allowed, past_key_values)
         else:
             if past_key_values is not None:
-                k, v = past_key_values.update(k, v, self.layer_idx)
-                self._check_cached(k, d)
+                k, v = self._update(past_key_values, k, v)
             scores = self._matmul(self.scores, q * self.scaling, k)
             o = self._matmul(self.weighted_values, self._probabilities(scores, allowed), v)
         o = o.transpose(1, 2).reshape(B, L, self.heads * d)
@@ -177,12 +177,16 @@ class BTSpikingAttention(_Operators):
             return torch.softmax(scores.masked_fill(~allowed, float("-inf")).float(), dim=-1).to(scores.dtype)
         return self.softmax(scores, allowed)
 
-    def _check_cached(self, k: Tensor, width: int) -> None:
-        if k.shape[-1] != width:
+    def _update(self, cache: Cache, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """``cache.update``, refusing a cache filled in the other matmul mode (encoded or float keys)."""
+        layers = getattr(cache, "layers", None)
+        held = getattr(layers[self.layer_idx], "keys", None) if layers and len(layers) > self.layer_idx else None
+        if isinstance(held, Tensor) and held.numel() and held.shape[-1] != k.shape[-1]:
             raise ValueError(
-                f"the KV cache holds keys of width {k.shape[-1]}, not {width}: it was filled with "
-                f"operators['matmul'] in the other mode; start a new cache after set_spiking(operators=...)"
+                f"the KV cache holds keys of width {held.shape[-1]}, not {k.shape[-1]}: it was filled with "
+                "operators['matmul'] in the other mode; start a new cache after set_spiking(operators=...)"
             )
+        return cache.update(k, v, self.layer_idx)
 
     def _spiking_products(
         self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, cache: Cache | None
@@ -193,11 +197,12 @@ class BTSpikingAttention(_Operators):
         token's scale, `SNNMatmul.encode`): an encoder's output for a token
         never changes, so each decoding step encodes its new token only.
         """
+        if cache is None:  # nothing to keep: the operators' own forward (bit for bit the same; hooks see it)
+            scores = self.scores(q * self.scaling, k, groups=self.groups)
+            return self.weighted_values(self._probabilities(scores, allowed), v, groups=self.groups)
         L = k.shape[-2]
         k_enc, v_enc = self.scores.encode(k), self.weighted_values.encode(v)
-        if cache is not None:
-            k_enc, v_enc = cache.update(k_enc, v_enc, self.layer_idx)
-            self._check_cached(k_enc, self.head_dim + 1)
+        k_enc, v_enc = self._update(cache, k_enc, v_enc)
         grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
         k_float = v_float = None
         if grad:  # the straight-through gradient reads the float operands (cached tokens: decoded)
@@ -405,6 +410,7 @@ class BTSpikingModel(BTSpikingPreTrainedModel):
         self.norm = _rmsnorm(config)
         self.rotary_emb = LlamaRotaryEmbedding(config=config)
         self.post_init()
+        self.set_spiking(path=config.path)  # the operators run on the config's path (a loaded model too)
 
     def forward(
         self,
@@ -484,6 +490,7 @@ class BTSpikingForCausalLM(BTSpikingPreTrainedModel, GenerationMixin):
         self.final_mixer = _synapsis(h, h, False, config) if config.final_mixer else None
         self.lm_head = _synapsis(h, config.vocab_size, False, config)
         self.post_init()
+        self.set_spiking(path=config.path)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
@@ -496,9 +503,34 @@ class BTSpikingForCausalLM(BTSpikingPreTrainedModel, GenerationMixin):
 
     def _head(self, hidden: Tensor) -> Tensor:
         spiking = self.config.operators["linear"] == "spiking"
+        mode = self.config.final_mixer_mode
+        if self.final_mixer is not None and mode == "factored" and spiking:
+            return self._factored_head(hidden)
         if self.final_mixer is not None:
-            hidden = self.final_mixer(hidden) if spiking else self.final_mixer.layer(hidden)
+            mixer_spiking = spiking and mode == "spiking"
+            hidden = self.final_mixer(hidden) if mixer_spiking else self.final_mixer.layer(hidden)
         return self.lm_head(hidden) if spiking else self.lm_head.layer(hidden)
+
+    def _factored_head(self, hidden: Tensor) -> Tensor:
+        r"""``lm_head`` with the weight $W = E' M$ kept as its two factors (``final_mixer_mode="factored"``).
+
+        The final mixer's encoders turn ``hidden`` into counts $\hat x$ (the one
+        encoding of the head's input), and the logits are $E' (M \hat x)$:
+        the same synapses $W$ and the same spikes as an untied head, without a
+        second ``vocab x hidden`` matrix. Spikes and additions are those of $W$.
+        """
+        mixer = self.final_mixer
+        if not isinstance(mixer, Synapsis) or (_hooked(mixer) and not tracking()):
+            # a QSynapsis (stage 1), or calibration hooks that watch the forward: the same values
+            return self.lm_head.layer(mixer(hidden))
+        z, spikes = mixer._pre_activation(hidden)  # M x_hat on the count or spike path, nothing recorded
+        if tracking():
+            with torch.no_grad():
+                tokens, vocab = z.numel() // z.shape[-1], self.config.vocab_size
+                G = mixer.pre.group_size
+                kept = mixer.layer.in_features // G if G else 0
+                record("Synapsis", spikes, spikes * vocab, tokens * (mixer.layer.in_features - kept) * vocab)
+        return self.lm_head.layer(z)
 
     def forward(
         self,
