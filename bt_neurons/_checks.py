@@ -99,7 +99,9 @@ def check_finite(name: str, x: torch.Tensor) -> None:
     One fused pass (``torch.aminmax``): a NaN propagates into the minimum and
     maximum, and an infinity is one of them.
     """
-    if x.numel() == 0 or x.device.type == "meta" or tracing() or _UPSTREAM.get():  # (see values_checked_upstream)
+    if (
+        x.numel() == 0 or x.device.type == "meta" or tracing() or _UPSTREAM.get()
+    ):  # (see values_checked_upstream)
         return
     lo, hi = torch.aminmax(x.detach())
     if not (math.isfinite(lo.item()) and math.isfinite(hi.item())):  # two reads beat a tensor op

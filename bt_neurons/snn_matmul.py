@@ -180,7 +180,9 @@ class SNNMatmul(nn.Module):
         reaches ``x``.
         """
         if x.dtype != encoded.dtype:
-            raise TypeError(f"x and the encoded operand must have the same dtype, got {x.dtype} and {encoded.dtype}")
+            raise TypeError(
+                f"x and the encoded operand must have the same dtype, got {x.dtype} and {encoded.dtype}"
+            )
         groups = _checks.check_timesteps("groups", groups)
         cy, sy = encoded[..., :-1], encoded[..., -1:]
         check_product_shapes(x.shape, cy.shape, self.transpose_y, groups)
@@ -211,7 +213,9 @@ class SNNMatmul(nn.Module):
             # straight-through estimator: the gradient of the float product
             yr = y.repeat_interleave(groups, dim=-3) if y is not None and groups > 1 else y
             if yr is None:
-                yr = (cy * sy).detach().repeat_interleave(groups, dim=-3) if groups > 1 else (cy * sy).detach()
+                yr = (
+                    (cy * sy).detach().repeat_interleave(groups, dim=-3) if groups > 1 else (cy * sy).detach()
+                )
             exact = x @ (yr.transpose(-1, -2) if self.transpose_y else yr)
             out = out + (exact - exact.detach())
         if tracking():

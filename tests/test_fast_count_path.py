@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from bt_neurons import SNNMatmul, SNNMultiply, Synapsis, track_spikes
-from bt_neurons.functional import token_quantization as tq
-from bt_neurons.functional.count_product import multiply_counts
 from bt_neurons.models import BTSpikingForCausalLM
 from bt_neurons.models.braintransformers.conversion import calibrate, convert
 from bt_neurons.models.braintransformers.evaluation import energy_per_token
-from bt_neurons.quantizer import Quantizer
-from bt_neurons.snn_matmul import exact_dtype
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_models import ids, logits, returned_cache, tiny_ann
 
-from bt_neurons import synapses_of_one_input
+from bt_neurons import SNNMatmul, SNNMultiply, Synapsis, synapses_of_one_input, track_spikes
+from bt_neurons.functional import token_quantization as tq
+from bt_neurons.functional.count_product import multiply_counts
+from bt_neurons.quantizer import Quantizer
+from bt_neurons.snn_matmul import exact_dtype
 
 FLOATS = st.sampled_from([torch.float32, torch.float64])
 
@@ -109,7 +108,9 @@ def test_compiled_gate_product_equals_the_operator(seed, rows, groups, G, dtype,
     assert torch.equal(fast, ref)
     assert torch.allclose(spike, fast, rtol=1e-6, atol=1e-12)
     assert torch.equal(
-        multiply_counts(x, y, T, m.quantizer.clip_ratio, m.quantizer.eps, G, m.x_channel_scale, m.y_channel_scale),
+        multiply_counts(
+            x, y, T, m.quantizer.clip_ratio, m.quantizer.eps, G, m.x_channel_scale, m.y_channel_scale
+        ),
         fast,
     )
 

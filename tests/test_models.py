@@ -6,9 +6,9 @@ import pytest
 import torch
 from bt_neurons.models import BTSpikingConfig, BTSpikingForCausalLM, operator_modes
 from bt_neurons.models._transformers import CACHE_ARGUMENT_NAMES, cache_field
+from bt_neurons.models.braintransformers import modeling
 from bt_neurons.models.braintransformers.conversion import SUPPORTED_ARCHITECTURES, calibrate, convert
 from bt_neurons.models.braintransformers.evaluation import energy_per_token, perplexity, windows
-from bt_neurons.models.braintransformers import modeling
 from bt_neurons.models.braintransformers.rotation import (
     hadamard_matrix,
     hadamard_transform,

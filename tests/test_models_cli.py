@@ -174,7 +174,7 @@ def test_convert_group_size_and_final_mixer_options(checkpoint, tmp_path):
     assert convert_main([str(checkpoint), str(tmp_path / "plain"), "-T", "5"]) == 0
     plain = BTSpikingForCausalLM.from_pretrained(tmp_path / "plain", local_files_only=True)
     assert plain.config.encoder_group_size == 0  # head_dim 8 does not fit
-    assert plain.config.tie_word_embeddings and plain.config.final_mixer_mode == "factored"  # the default head
+    assert plain.config.tie_word_embeddings and plain.config.final_mixer_mode == "factored"
     assert convert_main([str(checkpoint), str(tmp_path / "untied"), "-T", "5", "--head", "untied"]) == 0
     untied = BTSpikingForCausalLM.from_pretrained(tmp_path / "untied", local_files_only=True)
     assert not untied.config.tie_word_embeddings and untied.final_mixer is None

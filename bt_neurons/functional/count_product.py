@@ -6,7 +6,8 @@ channels, every token's group is encoded by EI_IF neurons over $Q$ steps
 (`token_quantization`), then the counts are multiplied:
 
 $$
-\tilde x = x / g_x, \quad s_x = \max\bigl(\max_{j \in \text{group}} |\tilde x_j| \cdot c / Q,\ \varepsilon\bigr), \quad
+\tilde x = x / g_x, \quad
+s_x = \max\bigl(\max_{j \in \text{group}} |\tilde x_j| \cdot c / Q,\ \varepsilon\bigr), \quad
 C_x = \operatorname{clip}(\operatorname{round}(\tilde x / s_x), -Q, Q),
 $$
 

@@ -180,7 +180,9 @@ class BTSpikingAttention(_Operators):
     def _update(self, cache: Cache, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """``cache.update``, refusing a cache filled in the other matmul mode (encoded or float keys)."""
         layers = getattr(cache, "layers", None)
-        held = getattr(layers[self.layer_idx], "keys", None) if layers and len(layers) > self.layer_idx else None
+        held = (
+            getattr(layers[self.layer_idx], "keys", None) if layers and len(layers) > self.layer_idx else None
+        )
         if isinstance(held, Tensor) and held.numel() and held.shape[-1] != k.shape[-1]:
             raise ValueError(
                 f"the KV cache holds keys of width {held.shape[-1]}, not {k.shape[-1]}: it was filled with "
