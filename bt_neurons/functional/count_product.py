@@ -96,12 +96,14 @@ def multiply_counts(
     """The spiking product of ``x`` and ``y`` (see the module docs); a new tensor of their shape.
 
     Args:
-        x, y: ``[..., C]`` (see `multiply_counts_applies` for where it runs).
+        x: ``[..., C]`` (see `multiply_counts_applies` for where it runs).
+        y: ``[..., C]``, like ``x``.
         qmax: ``Q``, the encoders' time steps.
         clip_ratio: ``c`` (a float or a 0-d tensor).
         eps: the smallest scale.
         group_size: ``G`` (``C`` must be a multiple), or None: the whole token.
-        x_channel_scale, y_channel_scale: ``[C]`` or None (ones).
+        x_channel_scale: ``[C]`` or None (ones).
+        y_channel_scale: ``[C]`` or None (ones).
 
     Raises:
         ValueError: when a value is not finite.
