@@ -279,3 +279,23 @@ def test_a_bfloat16_model_runs_and_stays_near_float32():
     low = logits(model.to(torch.bfloat16), x)
     assert low.dtype == torch.bfloat16
     assert torch.nn.functional.cosine_similarity(low.float().flatten(), ref.flatten(), dim=0) > 0.98
+
+
+@pytest.mark.parametrize("operators", ["hybrid", "spiking"])
+def test_causal_query_blocks_change_nothing_but_the_softmax_rounding(operators, monkeypatch):
+    from bt_neurons.models.braintransformers import modeling
+
+    model = convert(tiny_ann(), 7, ids(1, 24, seed=5), group_size=4, operators=operators).double()
+    x = ids(2, 23)
+    mask = torch.ones_like(x)
+    mask[1, :5] = 0  # left padding: its keys stay masked inside every block
+    whole = model(input_ids=x, attention_mask=mask, use_cache=False).logits
+    monkeypatch.setattr(modeling, "QUERY_BLOCK", 4)
+    with torch.no_grad():
+        blocks = model(input_ids=x, attention_mask=mask, use_cache=False).logits
+        cached = model(input_ids=x[:, :9], attention_mask=mask[:, :9], use_cache=True)
+        rest = model(
+            input_ids=x[:, 9:], attention_mask=mask, use_cache=True, past_key_values=returned_cache(cached)
+        ).logits
+    assert torch.allclose(blocks, whole.detach(), rtol=1e-6, atol=1e-6)
+    assert torch.allclose(rest, whole.detach()[:, 9:], rtol=1e-6, atol=1e-6)  # blocks after a cached prefix

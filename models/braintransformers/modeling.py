@@ -75,6 +75,10 @@ from transformers.models.llama.modeling_llama import (  # noqa: E402  isort: ski
 __all__ = ["BTSpikingForCausalLM", "BTSpikingModel", "BTSpikingPreTrainedModel"]
 
 
+#: Queries per block of the attention products at inference (`BTSpikingAttention._causal_blocks`).
+QUERY_BLOCK = 256
+
+
 def _synapsis(in_features: int, out_features: int, bias: bool, config: BTSpikingConfig) -> Synapsis:
     G = config.encoder_group_size or None
     pre = Quantizer(qmax=config.timesteps, group_size=G)
@@ -199,13 +203,17 @@ class BTSpikingAttention(_Operators):
         token's scale, `SNNMatmul.encode`): an encoder's output for a token
         never changes, so each decoding step encodes its new token only.
         """
-        if cache is None:  # nothing to keep: the operators' own forward (bit for bit the same; hooks see it)
+        grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        watched = tracking() or _hooked(self.scores) or _hooked(self.weighted_values)
+        if cache is None and (grad or watched):  # the operators' own forward (the same bits; hooks see it)
             scores = self.scores(q * self.scaling, k, groups=self.groups)
             return self.weighted_values(self._probabilities(scores, allowed), v, groups=self.groups)
         L = k.shape[-2]
         k_enc, v_enc = self.scores.encode(k), self.weighted_values.encode(v)
-        k_enc, v_enc = self._update(cache, k_enc, v_enc)
-        grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        if cache is not None:
+            k_enc, v_enc = self._update(cache, k_enc, v_enc)
+        if not (grad or watched):
+            return self._causal_blocks(q, k_enc, v_enc, allowed)
         k_float = v_float = None
         if grad:  # the straight-through gradient reads the float operands (cached tokens: decoded)
             k_float, v_float = (
@@ -215,6 +223,32 @@ class BTSpikingAttention(_Operators):
         scores = self.scores.product(q * self.scaling, k_enc, groups=self.groups, y=k_float)
         p = self._probabilities(scores, allowed)
         return self.weighted_values.product(p, v_enc, groups=self.groups, y=v_float)
+
+    def _causal_blocks(self, q: Tensor, k_enc: Tensor, v_enc: Tensor, allowed: Tensor) -> Tensor:
+        """Both products for blocks of ``QUERY_BLOCK`` queries, each with the keys it may see (inference).
+
+        A query never sees a later key (`allowed_positions`), so the keys after a block's last query
+        only add exact zeros to its probabilities, and leaving them out changes nothing but the
+        rounding of the softmax's sum (the integer products are exact). Half the work of the dense
+        ``L x L`` products, in blocks that stay in the cache.
+        """
+        m = q.shape[-2]
+        past = k_enc.shape[-2] - m
+        if m <= QUERY_BLOCK:
+            scores = self.scores.product(q * self.scaling, k_enc, groups=self.groups)
+            return self.weighted_values.product(
+                self._probabilities(scores, allowed), v_enc, groups=self.groups
+            )
+        out = q.new_empty(*q.shape[:-1], v_enc.shape[-1] - 1)
+        for r0 in range(0, m, QUERY_BLOCK):
+            r1 = min(m, r0 + QUERY_BLOCK)
+            end = past + r1  # the last key these queries may see, plus one
+            scores = self.scores.product(
+                q[..., r0:r1, :] * self.scaling, k_enc[..., :end, :], groups=self.groups
+            )
+            p = self._probabilities(scores, allowed[..., r0:r1, :end])
+            out[..., r0:r1, :] = self.weighted_values.product(p, v_enc[..., :end, :], groups=self.groups)
+        return out
 
 
 class BTSpikingMLP(_Operators):
