@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .token_quantization import NON_FINITE, SMALL, _constants, _kernel_call, _numpy, kernel_available
+from .token_quantization import SMALL, _constants, _numpy, kernel_available, run_kernel
 
 __all__ = ["multiply_counts", "multiply_counts_applies"]
 
@@ -125,11 +125,5 @@ def multiply_counts(
     eps_t, half, big = _constants(x.dtype, float(eps))
     ratio = flt_t(float(clip_ratio)) / flt_t(qmax)  # as the quantizer: the clip in x's dtype over qmax
     args = (a, ys.numpy(), gx, gy, out.view(-1, C).numpy(), G, ratio, eps_t, half, flt_t(qmax), big)
-    if serial:
-        finite = _kernels()[0](*args)
-    else:
-        with _kernel_call():
-            finite = _kernels()[1](*args)
-    if not finite:
-        raise ValueError(NON_FINITE)
+    run_kernel(_kernels(), serial, args)
     return out

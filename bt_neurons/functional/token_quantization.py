@@ -222,14 +222,7 @@ def _rows_call(
     else:  # strided views into the packed [N, C + 1]
         full = out.numpy()
         dst, scales = full[None, :, :columns], full[None, :, columns]
-    args = (a, dst, scales, ratios, eps_t, half, flt_t(qmax), dequantize, big)
-    if serial:
-        finite = _rows_kernels()[0](*args)
-    else:
-        with _kernel_call():
-            finite = _rows_kernels()[1](*args)
-    if not finite:
-        raise ValueError(NON_FINITE)
+    run_kernel(_rows_kernels(), serial, (a, dst, scales, ratios, eps_t, half, flt_t(qmax), dequantize, big))
     if columns is not None:
         return None
     return torch.from_numpy(scales).view(len(ratios), *x.shape[:-1], 1)
@@ -254,6 +247,21 @@ def encode_tokens(x: Tensor, qmax: int, clip_ratio: Tensor | float = 1.0, eps: f
         return packed
     q, scale = quantize_tokens(x, qmax, clip_ratio, eps)
     return torch.cat([q, scale.to(q.dtype)], dim=-1)
+
+
+def run_kernel(kernels: tuple, serial: bool, args: tuple) -> None:
+    """Call ``kernels[0]`` (serial) or ``kernels[1]`` (parallel, through `_kernel_call`) on ``args``.
+
+    Raises:
+        ValueError: when the kernel returns False (a value was not finite).
+    """
+    if serial:
+        finite = kernels[0](*args)
+    else:
+        with _kernel_call():
+            finite = kernels[1](*args)
+    if not finite:
+        raise ValueError(NON_FINITE)
 
 
 def _rows_kernel_applies(x: Tensor) -> bool:
