@@ -449,11 +449,11 @@ def apply_token_scales(
         a = rows.abs().div(scale).add(half_below(x.dtype)).trunc().clamp_max(qmax)
         out.copy_(torch.copysign(a.mul(scale) if dequantize else a, rows))
         return out
+    if out.numel() == 0:  # nothing to write (empty tensors may share a null data pointer)
+        return out
     same = out.data_ptr() == x.data_ptr() and out.stride() == x.stride() and columns is None
     if not same and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
         raise ValueError("out must be x itself or memory apart from it, not a part of x")
-    if out.numel() == 0:
-        return out
     half = half_below(x.dtype)
     flat = [t.dim() == 2 or t.is_contiguous() for t in (x, out, scale)]  # [N, C] views without copies
     if compiled and kernel_available(x) and all(flat):
