@@ -274,32 +274,23 @@ def tail_goal(
 
 def target_goals(name: str, model: Model, points: int, samples: int, seed: int) -> list[Goal]:
     """The issue's goals for ``name`` (empty for targets without one)."""
-    silu = F.silu
+
+    def accuracy(fn) -> list[Goal]:  # SiLU's goals hold for GELU too (the issue's neuron budget covers both)
+        return [
+            Goal(
+                name, "rel L2, x ~ N(0, 1)", rel_l2_under(model, fn, normal_sampler, samples, seed), 0.01, "%"
+            ),
+            Goal(name, "max abs on [-8, 8]", max_abs_on(model, fn, -8.0, 8.0, points), 0.05, "e"),
+        ]
+
     if name == "silu":
         return [
-            Goal(
-                name,
-                "rel L2, x ~ N(0, 1)",
-                rel_l2_under(model, silu, normal_sampler, samples, seed),
-                0.01,
-                "%",
-            ),
-            Goal(name, "max abs on [-8, 8]", max_abs_on(model, silu, -8.0, 8.0, points), 0.05, "e"),
-            tail_goal(name, model, silu, 8.0, 1000.0, 8.0, points),
-            tail_goal(name, model, silu, -1000.0, -8.0, -8.0, points),
+            *accuracy(F.silu),
+            tail_goal(name, model, F.silu, 8.0, 1000.0, 8.0, points),
+            tail_goal(name, model, F.silu, -1000.0, -8.0, -8.0, points),
         ]
-    if name == "gelu":  # SiLU's accuracy goals hold for GELU too (the issue's neuron budget covers both)
-        gelu = F.gelu
-        return [
-            Goal(
-                name,
-                "rel L2, x ~ N(0, 1)",
-                rel_l2_under(model, gelu, normal_sampler, samples, seed),
-                0.01,
-                "%",
-            ),
-            Goal(name, "max abs on [-8, 8]", max_abs_on(model, gelu, -8.0, 8.0, points), 0.05, "e"),
-        ]
+    if name == "gelu":
+        return accuracy(F.gelu)
     if name == "square":
         sampler = uniform_sampler(-16.0, 16.0)
         return [

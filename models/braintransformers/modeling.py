@@ -234,21 +234,16 @@ class BTSpikingAttention(_Operators):
         """
         m = q.shape[-2]
         past = k_enc.shape[-2] - m
-        if m <= QUERY_BLOCK:
-            scores = self.scores.product(q * self.scaling, k_enc, groups=self.groups)
-            return self.weighted_values.product(
-                self._probabilities(scores, allowed), v_enc, groups=self.groups
-            )
-        out = q.new_empty(*q.shape[:-1], v_enc.shape[-1] - 1)
-        for r0 in range(0, m, QUERY_BLOCK):
+        outs = []
+        for r0 in range(0, m, QUERY_BLOCK):  # one block (every key) for a decoding step or a short prompt
             r1 = min(m, r0 + QUERY_BLOCK)
             end = past + r1  # the last key these queries may see, plus one
             scores = self.scores.product(
                 q[..., r0:r1, :] * self.scaling, k_enc[..., :end, :], groups=self.groups
             )
             p = self._probabilities(scores, allowed[..., r0:r1, :end])
-            out[..., r0:r1, :] = self.weighted_values.product(p, v_enc[..., :end, :], groups=self.groups)
-        return out
+            outs.append(self.weighted_values.product(p, v_enc[..., :end, :], groups=self.groups))
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
 
 
 class BTSpikingMLP(_Operators):
